@@ -1,0 +1,47 @@
+# make train: set up .venv and train ResNet-20.  make test: set up everything and run the tests.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
+DATA_STAMP := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup dev offline-data train test lint tensorboard clean
+
+setup: $(RUNTIME_STAMP)
+
+# Re-installs only when pyproject.toml changes (the stamp is older than it).
+$(RUNTIME_STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	@touch $@
+
+dev: $(DEV_STAMP)
+
+$(DEV_STAMP): $(RUNTIME_STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+# Fashion-MNIST from Debian's package, so the tests never need the network.
+offline-data: $(DATA_STAMP)
+
+$(DATA_STAMP):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dataset-fashion-mnist
+
+train: setup
+	$(PY) train.py model=deep $(ARGS)
+
+lint: dev
+	$(VENV)/bin/ruff check .
+
+test: dev offline-data lint
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+tensorboard: setup
+	$(VENV)/bin/tensorboard --logdir outputs --samples_per_plugin images=100
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Hydra entry points behind the root scripts and the ``layerscope-*`` console commands."""

@@ -1,0 +1,116 @@
+"""What every entry point shares: finding ``conf/``, checking overrides, reporting user errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from layerscope.data.imagefolder import class_names
+from layerscope.errors import UserError
+
+EXIT_USER_ERROR = 2
+
+
+def default_config_dir() -> Path:
+    """``conf/`` of the source checkout this package is installed from (``pip install -e``)."""
+    return Path(__file__).resolve().parents[3] / "conf"
+
+
+def register_resolvers() -> None:
+    """``${imagefolder_classes:${data.root}}``: class count of a folder data set, at compose time."""
+    if not OmegaConf.has_resolver("imagefolder_classes"):
+        OmegaConf.register_new_resolver(
+            "imagefolder_classes", lambda root: len(class_names(root))
+        )
+
+
+def check_group_choices(config_dir: Path, overrides: list[str]) -> None:
+    """Reject ``group=option`` overrides naming no file, listing the options in one line."""
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep or key.startswith(("+", "~", "hydra")) or "." in key or "/" in key:
+            continue
+        group = config_dir / key
+        if not group.is_dir():
+            continue
+        options = sorted(p.stem for p in group.glob("*.yaml"))
+        for choice in value.split(","):
+            if choice not in options and choice != "null":
+                raise UserError(f"{key}={choice} is not an option: choose one of {', '.join(options)}")
+
+
+def user_error_message(err: BaseException) -> str | None:
+    """The one-line message for an error the user caused, or None for a bug.
+
+    Hydra wraps errors raised while instantiating, so the whole chain of causes is searched.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, UserError):
+            return str(current)
+        if isinstance(current, MissingMandatoryValue):
+            key = current.full_key or "a required value"
+            return f"{key} is not set: pass {key}=... on the command line"
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(EXIT_USER_ERROR)
+
+
+def discard_unfinished_run(run_dir: Path) -> None:
+    """Remove a run folder that a user error stopped before it held a checkpoint."""
+    if run_dir.is_dir() and not (run_dir / "checkpoints").exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON to a temporary file beside ``path``, then rename: never half a file."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def run_hydra(
+    task: Callable[[DictConfig], Any], config_name: str, config_dir: Path | None = None
+) -> Any:
+    """Run ``task`` as a Hydra app; a UserError anywhere ends in one line and exit code 2."""
+    config_dir = config_dir or default_config_dir()
+    if not config_dir.is_dir():
+        fail(f"no configs at {config_dir}: run layerscope from its source checkout")
+    register_resolvers()
+    try:
+        check_group_choices(config_dir, sys.argv[1:])
+    except UserError as err:
+        fail(str(err))
+
+    def guarded(cfg: DictConfig) -> Any:
+        try:
+            return task(cfg)
+        except Exception as err:
+            message = user_error_message(err)
+            if message is None:
+                raise
+            discard_unfinished_run(Path(HydraConfig.get().runtime.output_dir))
+            fail(message)
+
+    main = hydra.main(version_base="1.3", config_path=str(config_dir), config_name=config_name)
+    return main(guarded)()

@@ -1,0 +1,103 @@
+"""``python train.py``: compose the config, train, test the best checkpoint, write metrics.json."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from layerscope.apps.cli import run_hydra, write_json_atomic
+from layerscope.callbacks import TrainSpeedMonitor
+
+log = logging.getLogger(__name__)
+
+# Our data already sits in memory as tensors: extra loader workers would only add overhead.
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+def _instantiate_all(group: DictConfig | None) -> list[Any]:
+    return [instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train one model as ``cfg`` describes and return its final metrics."""
+    started = time.perf_counter()
+    run_dir = Path(cfg.paths.output_dir)
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    model_config = OmegaConf.to_container(cfg.model, resolve=True)
+    # Built as a partial first, so that Hydra leaves the plain model config (which holds a
+    # _target_ of its own) for the module to instantiate and to store in checkpoints.
+    module = instantiate(cfg.module, _partial_=True)(
+        model_config=model_config,
+        data_info=datamodule.info,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+    )
+    callbacks = _instantiate_all(cfg.get("callbacks"))
+    loggers = _instantiate_all(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    fit_started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    fit_seconds = time.perf_counter() - fit_started
+
+    metrics: dict[str, Any] = {}
+    checkpoint = trainer.checkpoint_callback
+    best_path = getattr(checkpoint, "best_model_path", "") or None
+    if cfg.get("test") and not trainer.interrupted:
+        results = trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None)
+        metrics.update(results[0] if results else {})
+    speed = next((c for c in callbacks if isinstance(c, TrainSpeedMonitor)), None)
+    best_score = getattr(checkpoint, "best_model_score", None)
+    metrics.update({
+        "val/acc": float(best_score) if best_score is not None else None,
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "train/img_per_s": round(speed.images_per_second, 1) if speed else None,
+        "fit_seconds": round(fit_seconds, 1),
+        "total_seconds": round(time.perf_counter() - started, 1),
+        "model": cfg.model._target_,
+        "data": datamodule.name,
+        "parameters": sum(p.numel() for p in module.model.parameters()),
+        "best_checkpoint": best_path,
+    })
+    if trainer.is_global_zero:
+        write_json_atomic(run_dir / "metrics.json", metrics)
+        _print_summary(run_dir, metrics)
+    return metrics
+
+
+def _print_summary(run_dir: Path, metrics: dict[str, Any]) -> None:
+    test_acc = metrics.get("test/acc")
+    val_acc = metrics.get("val/acc")
+    lines = [
+        "",
+        f"Run folder:      {run_dir}",
+        f"Best checkpoint: {metrics.get('best_checkpoint')}"
+        + (f"  (val/acc {val_acc:.4f})" if val_acc is not None else ""),
+        f"Test accuracy:   {test_acc:.4f}" if test_acc is not None else "Test accuracy:   not run",
+        f"Training speed:  {metrics.get('train/img_per_s')} images/s over "
+        f"{metrics.get('epochs')} epochs in {metrics.get('fit_seconds')} s",
+        f"Metrics:         {run_dir / 'metrics.json'}",
+        f"TensorBoard:     tensorboard --logdir {run_dir}",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def task(cfg: DictConfig) -> float | None:
+    """Hydra task: train and return val accuracy (what hyper-parameter sweeps maximise)."""
+    return train(cfg).get("val/acc")
+
+
+def main(config_dir: Path | None = None) -> Any:
+    """Console entry point ``layerscope-train`` (and ``python train.py``)."""
+    return run_hydra(task, config_name="train", config_dir=config_dir)

@@ -1,0 +1,54 @@
+"""Callbacks that measure the run (not the model's insides: those live in ``insight``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+import torch
+
+
+class TrainSpeedMonitor(L.Callback):
+    """Training images per second, timed over training steps only (validation excluded).
+
+    Each epoch is timed from its first batch to its last, synchronising the GPU only at those
+    two points, so the hot loop gains no host syncs.
+    """
+
+    def __init__(self) -> None:
+        self.images = 0
+        self.seconds = 0.0
+        self._epoch_start: float | None = None
+        self._epoch_images = 0
+
+    def _now(self, trainer: L.Trainer) -> float:
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.synchronize(trainer.strategy.root_device)
+        return time.perf_counter()
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self._epoch_start is None:
+            self._epoch_start = self._now(trainer)
+        self._epoch_images += len(batch[1])
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._close_epoch(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._close_epoch(trainer)
+
+    def _close_epoch(self, trainer: L.Trainer) -> None:
+        if self._epoch_start is None:  # e.g. the sanity-check validation before training
+            return
+        self.seconds += self._now(trainer) - self._epoch_start
+        self.images += self._epoch_images
+        self._epoch_start, self._epoch_images = None, 0
+        if self.seconds > 0 and trainer.logger is not None:
+            trainer.logger.log_metrics({"train/img_per_s": self.images_per_second}, trainer.global_step)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0

@@ -1,0 +1,144 @@
+"""The CIFAR-style residual network of He et al. and its "plain" twin without shortcuts.
+
+He, Zhang, Ren, Sun: "Deep Residual Learning for Image Recognition", CVPR 2016, section 4.2.
+A 3x3 convolution, then three stages of ``n`` blocks with 16, 32 and 64 channels (each block is
+two 3x3 convolutions), global average pooling and one fully connected layer:
+``depth = 6n + 2`` weighted layers. Stages two and three halve the resolution in their first
+block. Shortcuts are the paper's option A (identity, zero-padded where the width doubles), which
+adds no parameters: depth 20 has about 0.27 M.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from layerscope.errors import UserError
+
+STAGE_WIDTHS = (16, 32, 64)
+
+
+def blocks_per_stage(depth: int) -> int:
+    """Return ``n`` for ``depth = 6n + 2``, or raise a UserError listing valid depths."""
+    if depth < 8 or (depth - 2) % 6 != 0:
+        raise UserError(
+            f"model.depth={depth} is not a valid depth: it must be 6n+2 "
+            "(8, 14, 20, 32, 44, 56, 110, ...)"
+        )
+    return (depth - 2) // 6
+
+
+class PadShortcut(nn.Module):
+    """Option A shortcut: subsample by ``stride`` and zero-pad the new channels."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.extra_channels = out_channels - in_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        if self.extra_channels:
+            # Pad the channel dimension: (W left, W right, H top, H bottom, C front, C back).
+            half = self.extra_channels // 2
+            x = F.pad(x, (0, 0, 0, 0, half, self.extra_channels - half))
+        return x
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers; ``relu1`` and ``relu2`` are the two layers' outputs.
+
+    With ``residual=False`` the block is He et al.'s plain baseline: the same layers, no shortcut.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, residual: bool) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.relu2 = nn.ReLU()
+        self.shortcut = PadShortcut(in_channels, out_channels, stride) if residual else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.shortcut is not None:
+            out = out + self.shortcut(x)
+        return self.relu2(out)
+
+
+class CifarResNet(nn.Module):
+    """He et al.'s CIFAR network: ``residual=True`` is ResNet-``depth``, False its plain twin."""
+
+    def __init__(
+        self,
+        depth: int = 20,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        image_size: int = 32,
+        residual: bool = True,
+    ) -> None:
+        super().__init__()
+        n = blocks_per_stage(depth)
+        if image_size < 8:
+            raise UserError(f"data.image_size={image_size} is too small: ResNets need 8 or more")
+        self.depth = depth
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, STAGE_WIDTHS[0], 3, 1, 1, bias=False),
+            nn.BatchNorm2d(STAGE_WIDTHS[0]),
+            nn.ReLU(),
+        )
+        stages = []
+        width = STAGE_WIDTHS[0]
+        for index, out_width in enumerate(STAGE_WIDTHS):
+            blocks = []
+            for block in range(n):
+                stride = 2 if index > 0 and block == 0 else 1
+                blocks.append(BasicBlock(width, out_width, stride, residual))
+                width = out_width
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(width, num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # He initialisation for ReLU networks, as in the paper.
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.stem(x))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+    def named_layers(self) -> list[tuple[str, nn.Module]]:
+        """The ``depth`` weighted layers, input side first; each entry's output is that layer's."""
+        layers: list[tuple[str, nn.Module]] = [("stem", self.stem[2])]
+        for s, stage in enumerate(self.stages, start=1):
+            for b, block in enumerate(stage, start=1):
+                layers.append((f"stage{s}.block{b}.conv1", block.relu1))
+                layers.append((f"stage{s}.block{b}.conv2", block.relu2))
+        layers.append(("fc", self.fc))
+        return layers
+
+
+def resnet(
+    depth: int = 20, in_channels: int = 3, num_classes: int = 10, image_size: int = 32
+) -> CifarResNet:
+    """ResNet-``depth`` for small images (He et al. 2016, section 4.2): ``model=deep``."""
+    return CifarResNet(depth, in_channels, num_classes, image_size, residual=True)
+
+
+def plain(
+    depth: int = 20, in_channels: int = 3, num_classes: int = 10, image_size: int = 32
+) -> CifarResNet:
+    """The same network without shortcuts (He et al.'s plain baseline): ``model=plain``."""
+    return CifarResNet(depth, in_channels, num_classes, image_size, residual=False)
