@@ -81,7 +81,7 @@ def test_invalid_depth_is_a_user_error(depth: int) -> None:
 
 
 def test_bad_widths_are_user_errors() -> None:
-    with pytest.raises(UserError, match="model.channels"):
+    with pytest.raises(UserError, match=r"model\.channels"):
         ShallowCNN((8,))
-    with pytest.raises(UserError, match="model.hidden"):
+    with pytest.raises(UserError, match=r"model\.hidden"):
         MLP(())
