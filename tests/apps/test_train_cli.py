@@ -112,3 +112,23 @@ def test_bad_overrides_end_in_one_clear_line(
     assert lines and lines[-1].startswith("error: ") and expected in lines[-1], result.stderr
     assert "Traceback" not in result.stderr
     assert not run_dir.exists()  # no half-written run folder left behind
+
+
+def test_train_on_an_image_folder(compose_train: Callable[..., DictConfig], tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = tmp_path / "photos"
+    for label, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
+        (root / label).mkdir(parents=True)
+        for i in range(12):
+            Image.new("RGB", (20 + i, 24), colour).save(root / label / f"{i}.png")
+    (root / "red" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    cfg = compose_train(
+        "data=imagefolder", f"data.root={root}", "data.image_size=16", "data.val_size=4",
+        "data.test_size=4", "data.batch_size=8", "model=mlp", "model.hidden=[16]",
+        "trainer.max_epochs=6", "trainer.enable_progress_bar=false", "optimizer=adamw",
+    )
+    metrics = train(cfg)
+    assert metrics["test/acc"] == 1.0  # two flat colours: trivially separable
+    checkpoint = torch.load(metrics["best_checkpoint"], weights_only=True)
+    assert checkpoint["hyper_parameters"]["data_info"]["classes"] == ["blue", "red"]
