@@ -92,3 +92,12 @@ def test_optimizer_groups_and_schedules(schedule: object, monkeypatch: pytest.Mo
         scheduler.step()
         lrs.append(optimizer.param_groups[0]["lr"])
     assert max(lrs) <= 0.1 + 1e-9 and lrs[-1] < 0.01
+
+
+def test_one_cycle_survives_runs_of_a_few_steps() -> None:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = one_cycle(optimizer, total_steps=3)
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()
+    assert 0 < optimizer.param_groups[0]["lr"] <= 0.1

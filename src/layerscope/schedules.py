@@ -6,6 +6,8 @@ many steps the run has, so configs never have to compute it.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, OneCycleLR
 
@@ -19,6 +21,9 @@ def one_cycle(
     cycle_momentum: bool = False,
 ) -> LRScheduler:
     """Smith & Topin's one-cycle policy ("Super-Convergence", 2017), peaking at the optimizer's lr."""
+    # OneCycleLR divides by the length of its warm-up phase, which must be at least one step;
+    # a very short run then simply ends before the schedule has fully annealed.
+    total_steps = max(total_steps, math.ceil(2 / pct_start) + 1)
     return OneCycleLR(
         optimizer,
         max_lr=[group["lr"] for group in optimizer.param_groups],
