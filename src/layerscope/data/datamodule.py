@@ -1,0 +1,217 @@
+"""One LightningDataModule for every source: uint8 tensors in memory, augmented a batch at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Sampler, TensorDataset
+
+from layerscope.data.augment import channel_stats, match_shape, normalise, random_crop_flip
+from layerscope.data.base import ImageSource, ImageSplits, LabelledImages
+from layerscope.errors import UserError
+
+
+class ShuffledBatches(Sampler[torch.Tensor]):
+    """Yields index tensors, one per batch, so a batch is a single tensor gather.
+
+    Shuffles with ``seed + epoch`` and gives each of ``world_size`` processes its own share, so
+    distributed runs need no DistributedSampler.
+    """
+
+    def __init__(
+        self, size: int, batch_size: int, shuffle: bool, drop_last: bool, seed: int = 0,
+        rank: int = 0, world_size: int = 1,
+    ) -> None:
+        self.size, self.batch_size = size, batch_size
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _indices(self) -> torch.Tensor:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.size, generator=g)
+        else:
+            order = torch.arange(self.size)
+        return order[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        yield from self._batches(self._indices())
+
+    def _batches(self, order: torch.Tensor) -> Iterator[torch.Tensor]:
+        stop = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
+        for start in range(0, stop, self.batch_size):
+            yield order[start : start + self.batch_size]
+
+    def __len__(self) -> int:
+        share = len(range(self.rank, self.size, self.world_size))
+        full, rest = divmod(share, self.batch_size)
+        return full if self.drop_last or rest == 0 else full + 1
+
+
+def _positive_int(key: str, value: Any, allow_none: bool = False, minimum: int = 1) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserError(f"{key}={value} must be an integer >= {minimum}")
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Holds train/val/test as uint8 tensors; crops, flips and normalises whole batches.
+
+    Augmentation runs in ``on_after_batch_transfer``, so on a GPU it runs on the GPU.
+    """
+
+    def __init__(
+        self,
+        source: ImageSource,
+        name: str,
+        in_channels: int,
+        num_classes: int,
+        image_size: int,
+        root: str | None = None,
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        train_size: int | None = None,
+        val_size: int = 5000,
+        test_size: int = 10000,
+        split_seed: int = 0,
+        seed: int = 0,
+        num_workers: int = 0,
+        crop_padding: int = 4,
+        hflip: bool = True,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+    ) -> None:
+        super().__init__()
+        _positive_int("data.batch_size", batch_size)
+        _positive_int("data.eval_batch_size", eval_batch_size)
+        _positive_int("data.train_size", train_size, allow_none=True)
+        _positive_int("data.val_size", val_size)
+        _positive_int("data.test_size", test_size)
+        _positive_int("data.num_workers", num_workers, minimum=0)
+        _positive_int("data.crop_padding", crop_padding, minimum=0)
+        _positive_int("data.image_size", image_size, minimum=4)
+        if in_channels not in (1, 3):
+            raise UserError(f"data.in_channels={in_channels} must be 1 (grey) or 3 (RGB)")
+        self.source = source
+        self.name = name
+        self.root = root  # the folder the source reads (data.root), kept for error messages
+        self.in_channels, self.num_classes, self.image_size = in_channels, num_classes, image_size
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.train_size, self.val_size, self.test_size = train_size, val_size, test_size
+        self.split_seed, self.seed = split_seed, seed
+        self.num_workers = num_workers
+        self.crop_padding, self.hflip = crop_padding, hflip
+        self.mean_config, self.std_config = mean, std
+        self.classes: list[str] = []
+        self.part_names: list[str] = []
+        self.train: LabelledImages | None = None
+        self.val: LabelledImages | None = None
+        self.test: LabelledImages | None = None
+        self.mean: list[float] = []
+        self.std: list[float] = []
+
+    # --- loading -----------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.train is not None:
+            return
+        max_train = None if self.train_size is None else self.train_size + self.val_size
+        splits = self.source.load(max_train=max_train)
+        if len(splits.classes) != self.num_classes:
+            raise UserError(
+                f"data.num_classes={self.num_classes} but the data has {len(splits.classes)} "
+                f"classes ({', '.join(splits.classes[:12])})"
+            )
+        self.classes, self.part_names = list(splits.classes), list(splits.part_names)
+        self.train, self.val, self.test = self._split(splits)
+        if self.mean_config is None or self.std_config is None:
+            self.mean, self.std = channel_stats(self.train.images)
+        else:
+            self.mean, self.std = list(self.mean_config), list(self.std_config)
+        self._mean_t = torch.tensor(self.mean)
+        self._std_t = torch.tensor(self.std)
+
+    def _fit(self, part: LabelledImages) -> LabelledImages:
+        images = match_shape(part.images, self.in_channels, self.image_size)
+        return LabelledImages(images, part.labels.long(), part.parts)
+
+    def _split(self, splits: ImageSplits) -> tuple[LabelledImages, LabelledImages, LabelledImages]:
+        """Carve val (and test, if the source has none) from train with a fixed seed."""
+        pool = splits.train
+        order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(self.split_seed))
+        carve = [n for n, given in ((self.val_size, splits.val), (self.test_size, splits.test))
+                 if given is None]
+        if sum(carve) >= len(pool):
+            raise UserError(
+                f"the training data has {len(pool)} images, too few to hold out "
+                f"data.val_size={self.val_size} (and a test split): lower data.val_size"
+            )
+        taken = 0
+        val, test = splits.val, splits.test
+        if val is None:
+            val, taken = pool.subset(order[: self.val_size]), self.val_size
+        if test is None:
+            test = pool.subset(order[taken : taken + self.test_size])
+            taken += self.test_size
+        rest = order[taken:]
+        if self.train_size is not None:
+            rest = rest[: self.train_size]
+        return self._fit(pool.subset(rest)), self._fit(val), self._fit(test)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """What a checkpoint needs to rebuild the preprocessing: plain types only."""
+        if self.train is None:
+            raise RuntimeError("call setup() before asking for the data info")
+        return {
+            "name": self.name,
+            "classes": self.classes,
+            "part_names": self.part_names,
+            "in_channels": self.in_channels,
+            "image_size": self.image_size,
+            "mean": self.mean,
+            "std": self.std,
+        }
+
+    # --- batches -----------------------------------------------------------------------------
+    def _loader(self, part: LabelledImages | None, train: bool) -> DataLoader:
+        if part is None:
+            raise RuntimeError("call setup() before asking for a data loader")
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        world = self.trainer.world_size if self.trainer is not None else 1
+        sampler = ShuffledBatches(
+            len(part), self.batch_size if train else self.eval_batch_size, shuffle=train,
+            drop_last=train and len(part) // world >= self.batch_size,
+            seed=self.seed, rank=rank, world_size=world,
+        )
+        return DataLoader(
+            TensorDataset(part.images, part.labels), sampler=sampler, batch_size=None,
+            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test, train=False)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        images, labels = batch
+        if self.trainer is not None and self.trainer.training:
+            images = random_crop_flip(images, self.crop_padding, self.hflip)
+        return self.preprocess(images), labels
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 batch -> the normalised float batch the model sees."""
+        mean, std = self._mean_t.to(images.device), self._std_t.to(images.device)
+        return normalise(images, mean, std)
