@@ -102,7 +102,7 @@ class ImageDataModule(L.LightningDataModule):
             raise UserError(f"data.in_channels={in_channels} must be 1 (grey) or 3 (RGB)")
         self.source = source
         self.name = name
-        self.root = root  # the folder the source reads (data.root), kept for error messages
+        self.root = root  # data.root: the one key users set; the source config interpolates it
         self.in_channels, self.num_classes, self.image_size = in_channels, num_classes, image_size
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.train_size, self.val_size, self.test_size = train_size, val_size, test_size
