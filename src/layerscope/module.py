@@ -38,7 +38,9 @@ class ImageClassifier(L.LightningModule):
         channels_last: bool = True,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        # Kept for checkpoints; the HPARAMS dashboard gets the run's settings with its final metrics
+        # at the end of training instead (see apps/train.py).
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.model = build_model(model_config)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -70,7 +72,7 @@ class ImageClassifier(L.LightningModule):
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
 
-    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         images, labels = batch
         logits = self(images)
         loss = F.cross_entropy(logits, labels)
@@ -78,12 +80,13 @@ class ImageClassifier(L.LightningModule):
         metric(logits, labels)
         self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val")
         self.log(f"{stage}/acc", metric, on_epoch=True, prog_bar=stage == "val")
+        return logits  # handed to callbacks (insight's mistakes view); Lightning keeps nothing
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val")
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._evaluate(batch, "val")
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test")
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._evaluate(batch, "test")
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from layerscope.apps.cli import run_hydra, write_json_atomic
 from layerscope.callbacks import TrainSpeedMonitor
+from layerscope.insight.hparams import log_hparams
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
     )
-    callbacks = _instantiate_all(cfg.get("callbacks"))
+    callbacks = _instantiate_all(cfg.get("callbacks")) + _instantiate_all(cfg.get("insight"))
     loggers = _instantiate_all(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
@@ -71,6 +72,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "best_checkpoint": best_path,
     })
     if trainer.is_global_zero:
+        log_hparams(trainer, cfg, metrics)
         write_json_atomic(run_dir / "metrics.json", metrics)
         _print_summary(run_dir, metrics)
     return metrics

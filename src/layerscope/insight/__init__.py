@@ -1,0 +1,14 @@
+"""Lightning callbacks that show the inside of a network in TensorBoard while it trains.
+
+Each module is one view; ``conf/insight/`` switches them on and sets how often and how much they log.
+"""
+
+from layerscope.insight.feature_maps import FeatureMaps
+from layerscope.insight.filters import LayerFilters
+from layerscope.insight.guide import Guide
+from layerscope.insight.mistakes import Mistakes
+from layerscope.insight.probes import LayerProbes
+from layerscope.insight.top_patches import TopPatches
+from layerscope.insight.weights import WeightsAndGradients
+
+__all__ = ["FeatureMaps", "Guide", "LayerFilters", "LayerProbes", "Mistakes", "TopPatches", "WeightsAndGradients"]

@@ -1,0 +1,117 @@
+"""Where the network is wrong: confusion matrix, misclassified images, precision-recall per class.
+
+Built from the validation pass itself (the logits ``validation_step`` returns), so it costs no
+extra forward pass. Under DDP it covers the rank-zero share of the validation set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.trainer.states import TrainerFn
+from torch.utils.tensorboard import SummaryWriter
+
+from layerscope.insight import render
+from layerscope.insight.render import plt
+from layerscope.insight.base import EpochView
+
+
+def confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor, classes: int) -> torch.Tensor:
+    """(true, predicted) counts."""
+    return torch.bincount(labels * classes + predicted, minlength=classes * classes).view(classes, classes)
+
+
+class Mistakes(EpochView):
+    """``mistakes/confusion_matrix`` and ``mistakes/misclassified`` (figures), ``pr_curves/<class>``."""
+
+    before_training = False  # an untrained network's mistakes teach nothing
+
+    def __init__(self, every_n_epochs: int = 1, max_images: int = 32, pr_curves: bool = True) -> None:
+        super().__init__(every_n_epochs)
+        self.max_images, self.pr_curves = max_images, pr_curves
+        self._reset()
+
+    def _reset(self) -> None:
+        self._probs: list[torch.Tensor] = []
+        self._labels: list[torch.Tensor] = []
+        self._wrong: list[tuple[torch.Tensor, int, int]] = []
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._reset()
+
+    def on_validation_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int, dataloader_idx: int = 0,
+    ) -> None:
+        if (trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or not trainer.is_global_zero
+                or not isinstance(outputs, torch.Tensor)):
+            return
+        images, labels = batch
+        probs = outputs.detach().float().softmax(dim=1).cpu()
+        labels = labels.cpu()
+        self._probs.append(probs)
+        self._labels.append(labels)
+        room = self.max_images - len(self._wrong)
+        if room > 0:
+            predicted = probs.argmax(1)
+            wrong = torch.nonzero(predicted != labels).flatten()[:room]
+            shown = self._unnormalise(trainer, images[wrong]).cpu()
+            self._wrong += [(shown[i], int(labels[w]), int(predicted[w])) for i, w in enumerate(wrong)]
+
+    @staticmethod
+    def _unnormalise(trainer: L.Trainer, images: torch.Tensor) -> torch.Tensor:
+        info = trainer.datamodule.info
+        mean = torch.tensor(info["mean"], device=images.device).view(1, -1, 1, 1)
+        std = torch.tensor(info["std"], device=images.device).view(1, -1, 1, 1)
+        return render.as_rgb((images.float() * std + mean).clamp(0, 1))
+
+    def draw(self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
+        if not self._probs:
+            return
+        classes = list(trainer.datamodule.classes)
+        probs, labels = torch.cat(self._probs), torch.cat(self._labels)
+        counts = confusion_matrix(labels, probs.argmax(1), len(classes))
+        writer.add_figure("mistakes/confusion_matrix", self._confusion_figure(counts, classes, step), step)
+        if self._wrong:
+            writer.add_figure("mistakes/misclassified", self._mistakes_figure(classes, step), step)
+        if self.pr_curves:
+            for index, name in enumerate(classes):
+                writer.add_pr_curve(f"pr_curves/{name}", labels == index, probs[:, index], step)
+        self._reset()
+
+    @staticmethod
+    def _confusion_figure(counts: torch.Tensor, classes: list[str], step: int):  # noqa: ANN205
+        share = counts.float() / counts.sum(1, keepdim=True).clamp_min(1)
+        size = max(5.0, 0.45 * len(classes) + 2)
+        figure, axes = render.new_figure(size, size)
+        axes.imshow(share.numpy(), cmap="Blues", vmin=0, vmax=1)
+        if len(classes) <= 20:
+            for (t, p), value in zip(torch.cartesian_prod(*(torch.arange(len(classes)),) * 2).tolist(),
+                                     counts.flatten().tolist()):
+                if value:
+                    colour = "white" if share[t, p] > 0.5 else "black"
+                    axes.text(p, t, str(value), ha="center", va="center", fontsize=7, color=colour)
+        ticks = range(len(classes))
+        axes.set_xticks(ticks, classes, rotation=60, fontsize=7)
+        axes.set_yticks(ticks, classes, fontsize=7)
+        axes.set_xlabel("predicted class")
+        axes.set_ylabel("true class")
+        accuracy = counts.diag().sum().item() / max(1, counts.sum().item())
+        axes.set_title(f"Confusion matrix, epoch {step} (validation accuracy {accuracy:.2%})")
+        figure.tight_layout()
+        return figure
+
+    def _mistakes_figure(self, classes: list[str], step: int):  # noqa: ANN202
+        columns = 8
+        rows = (len(self._wrong) + columns - 1) // columns
+        figure, grid = plt.subplots(rows, columns, figsize=(columns * 1.2, rows * 1.45 + 0.4), squeeze=False)
+        for axes in grid.flat:
+            axes.set_axis_off()
+        for axes, (image, true, predicted) in zip(grid.flat, self._wrong):
+            axes.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
+            axes.set_title(f"{classes[true]}\n-> {classes[predicted]}", fontsize=6)
+        figure.suptitle(f"Misclassified validation images, epoch {step} (true -> predicted)", fontsize=9)
+        figure.tight_layout()
+        return figure

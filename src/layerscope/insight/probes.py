@@ -1,0 +1,122 @@
+"""How abstract is each layer? Linear probes on every layer's pooled activations.
+
+A linear probe (Alain & Bengio, "Understanding intermediate layers using linear classifier
+probes", 2016) is a logistic regression trained on a frozen layer's output: if it can read the
+object class (or, on ``shapes``, which parts an image contains) off a layer, the layer has made
+that information explicit. Plotted against depth, this measures "edges -> parts -> objects"
+instead of asserting it.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.utils.tensorboard import SummaryWriter
+
+from layerscope.insight import render
+from layerscope.insight.base import EpochView, validation_sample
+from layerscope.insight.capture import LayerAnatomy, LayerStats, layer_tag, trace_anatomy
+
+FIT_SHARE = 2 / 3  # probes train on this share of the sample and are scored on the rest
+
+
+def pooled_features(stats: LayerStats) -> torch.Tensor:
+    """Each channel's mean and peak over positions: how much of a pattern, and whether it is anywhere."""
+    if stats.width == 1 and torch.equal(stats.mean, stats.peak):
+        return stats.mean
+    return torch.cat([stats.mean, stats.peak], dim=1)
+
+
+def fit_probe(features: torch.Tensor, targets: torch.Tensor, multi_label: bool, steps: int = 60,
+              l2: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logistic regression by L-BFGS from zero weights: deterministic and without random draws."""
+    outputs = targets.shape[1] if multi_label else int(targets.max()) + 1
+    weight = torch.zeros(features.shape[1], outputs, requires_grad=True)
+    bias = torch.zeros(outputs, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        logits = features @ weight + bias
+        if multi_label:
+            loss = F.binary_cross_entropy_with_logits(logits, targets.float())
+        else:
+            loss = F.cross_entropy(logits, targets)
+        loss = loss + l2 * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    return weight.detach(), bias.detach()
+
+
+def probe_scores(features: torch.Tensor, labels: torch.Tensor, parts: torch.Tensor | None) -> dict[str, float]:
+    """Held-out accuracy of a class probe and, given part labels, balanced accuracy of a parts probe."""
+    cut = int(len(features) * FIT_SHARE)
+    mean, std = features[:cut].mean(0), features[:cut].std(0).clamp_min(1e-6)
+    x = (features - mean) / std
+    scores = {}
+    weight, bias = fit_probe(x[:cut], labels[:cut], multi_label=False)
+    scores["class"] = ((x[cut:] @ weight + bias).argmax(1) == labels[cut:]).float().mean().item()
+    if parts is not None:
+        weight, bias = fit_probe(x[:cut], parts[:cut], multi_label=True)
+        predicted = (x[cut:] @ weight + bias) > 0
+        scores["parts"] = balanced_accuracy(predicted, parts[cut:].bool())
+    return scores
+
+
+def balanced_accuracy(predicted: torch.Tensor, truth: torch.Tensor) -> float:
+    """Mean over parts of (hit rate + correct-rejection rate) / 2: 0.5 is chance for every part."""
+    hits = (predicted & truth).sum(0) / truth.sum(0).clamp_min(1)
+    rejections = (~predicted & ~truth).sum(0) / (~truth).sum(0).clamp_min(1)
+    return ((hits + rejections) / 2).mean().item()
+
+
+class LayerProbes(EpochView):
+    """``probe/class/NN_<layer>`` (and ``probe/parts/...`` on data with part labels) per layer,
+    the chart ``probe/accuracy_vs_depth``, and each layer's receptive field in pixels."""
+
+    def __init__(self, every_n_epochs: int = 1, sample_size: int = 2000) -> None:
+        super().__init__(every_n_epochs)
+        self.sample_size = sample_size
+        self._anatomy: list[LayerAnatomy] | None = None
+
+    def draw(self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
+        sample = validation_sample(trainer, pl_module, self.sample_size)
+        if self._anatomy is None:
+            example = trainer.datamodule.preprocess(sample.images[:1].to(pl_module.device))
+            self._anatomy = trace_anatomy(pl_module.model, example)
+            for index, anatomy in enumerate(self._anatomy):
+                tag = layer_tag(index, anatomy.name)
+                writer.add_scalar(f"receptive_field/{tag}", anatomy.receptive_field, 0)
+        curves: dict[str, list[float]] = {}
+        for index, (anatomy, stats) in enumerate(zip(self._anatomy, sample.stats, strict=True)):
+            scores = probe_scores(pooled_features(stats), sample.labels, sample.parts)
+            for kind, value in scores.items():
+                writer.add_scalar(f"probe/{kind}/{layer_tag(index, anatomy.name)}", value, step)
+                curves.setdefault(kind, []).append(value)
+        writer.add_figure("probe/accuracy_vs_depth", self._chart(curves, trainer, step), step)
+
+    def _chart(self, curves: dict[str, list[float]], trainer: L.Trainer, step: int):  # noqa: ANN202
+        names = [a.name for a in self._anatomy]
+        depth = range(1, len(names) + 1)
+        figure, axes = render.new_figure(max(6.0, 0.35 * len(names)), 4.2)
+        classes = len(trainer.datamodule.classes)
+        axes.plot(depth, curves["class"], "o-", label="object class (accuracy)")
+        axes.axhline(1 / classes, color="C0", linestyle=":", label="class: chance")
+        if "parts" in curves:
+            axes.plot(depth, curves["parts"], "s-", label="parts present (balanced accuracy)")
+            axes.axhline(0.5, color="C1", linestyle=":", label="parts: chance")
+        axes.set_xticks(list(depth), names, rotation=70, fontsize=7)
+        axes.set_xlabel("layer (input side -> output side)")
+        axes.set_ylabel("held-out probe accuracy")
+        axes.set_ylim(0, 1.02)
+        axes.set_title(f"What a linear probe can read off each layer (epoch {step})")
+        secondary = axes.twinx()
+        secondary.plot(depth, [a.receptive_field for a in self._anatomy], color="grey", alpha=0.4)
+        secondary.set_ylabel("receptive field (pixels, grey line)")
+        axes.legend(loc="lower right", fontsize=7)
+        figure.tight_layout()
+        return figure

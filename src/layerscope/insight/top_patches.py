@@ -1,0 +1,76 @@
+"""What each channel responds to: the validation patches that excite it most (Zeiler & Fergus).
+
+Zeiler and Fergus ("Visualizing and Understanding Convolutional Networks", ECCV 2014) showed, for
+a unit, the nine image patches that excite it most. We do the same without their deconvnet: a
+unit's patch is the part of the image it can see (its receptive field), so the patches grow with
+depth: a few pixels of edge in layer 1, parts in the middle, whole objects at the top.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.utils.tensorboard import SummaryWriter
+
+from layerscope.insight import render
+from layerscope.insight.base import EpochView, validation_sample
+from layerscope.insight.capture import LayerAnatomy, LayerStats, layer_tag, trace_anatomy
+
+
+def crop(image: torch.Tensor, anatomy: LayerAnatomy, position: int, width: int) -> torch.Tensor:
+    """The receptive field of the unit at flat ``position`` of a ``width``-wide map, grey outside."""
+    field = anatomy.receptive_field
+    size = image.shape[-1]
+    if len(anatomy.output_shape) != 3:  # a fully connected layer sees the whole image
+        return image
+    row, col = divmod(position, width)
+    top = round(anatomy.start + row * anatomy.jump - (field - 1) / 2)
+    left = round(anatomy.start + col * anatomy.jump - (field - 1) / 2)
+    padded = F.pad(image, (field, field, field, field), value=render.BORDER)
+    top, left = top + field, left + field
+    return padded[:, top : top + field, left : left + field][:, :, :size][:, :size]
+
+
+def top_images(stats: LayerStats, channels: torch.Tensor, k: int) -> torch.Tensor:
+    """For each chosen channel, the indices of the ``k`` images that excite it most: (channels, k)."""
+    return stats.peak[:, channels].topk(min(k, len(stats.peak)), dim=0).indices.T
+
+
+def selective_channels(stats: LayerStats, count: int) -> torch.Tensor:
+    """The channels whose peak response varies most across images: they pick out something."""
+    spread = stats.peak.std(dim=0) if len(stats.peak) > 1 else stats.peak[0]
+    return spread.topk(min(count, spread.numel())).indices.sort().values
+
+
+class TopPatches(EpochView):
+    """``top_patches/NN_<layer>``: a row per channel, its ``k`` strongest validation patches.
+
+    The channels shown are chosen once per run (the most selective ones at the first drawing) so
+    that each row follows the same channel through training.
+    """
+
+    def __init__(
+        self, every_n_epochs: int = 1, channels: int = 4, k: int = 9, sample_size: int = 2000, zoom: int = 3
+    ) -> None:
+        super().__init__(every_n_epochs)
+        self.channels, self.k, self.sample_size, self.zoom = channels, k, sample_size, zoom
+        self._chosen: dict[int, torch.Tensor] = {}
+        self._anatomy: list[LayerAnatomy] | None = None
+
+    def draw(self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
+        sample = validation_sample(trainer, pl_module, self.sample_size)
+        if self._anatomy is None:
+            example = trainer.datamodule.preprocess(sample.images[:1].to(pl_module.device))
+            self._anatomy = trace_anatomy(pl_module.model, example)
+        images = render.display_images(sample.images)
+        for index, (anatomy, stats) in enumerate(zip(self._anatomy, sample.stats, strict=True)):
+            if index not in self._chosen:
+                self._chosen[index] = selective_channels(stats, self.channels)
+            rows = []
+            for channel, best in zip(self._chosen[index], top_images(stats, self._chosen[index], self.k)):
+                patches = torch.stack([
+                    crop(images[i], anatomy, int(stats.peak_at[i, channel]), stats.width) for i in best
+                ])
+                rows.append(render.resize(patches, patches.shape[-1] * self.zoom))
+            writer.add_image(f"top_patches/{layer_tag(index, anatomy.name)}", render.grid(rows), step)
