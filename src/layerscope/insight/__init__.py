@@ -11,4 +11,6 @@ from layerscope.insight.probes import LayerProbes
 from layerscope.insight.top_patches import TopPatches
 from layerscope.insight.weights import WeightsAndGradients
 
-__all__ = ["FeatureMaps", "Guide", "LayerFilters", "LayerProbes", "Mistakes", "TopPatches", "WeightsAndGradients"]
+__all__ = [
+    "FeatureMaps", "Guide", "LayerFilters", "LayerProbes", "Mistakes", "TopPatches", "WeightsAndGradients",
+]

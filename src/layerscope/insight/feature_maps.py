@@ -27,7 +27,9 @@ class FeatureMaps(EpochView):
         self.images_per_class = images_per_class
         self.max_channels = max_channels
 
-    def draw(self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
+    def draw(
+        self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
+    ) -> None:
         datamodule = trainer.datamodule
         val = datamodule.val
         images = val.images[probe_indices(val.labels, self.images_per_class)]

@@ -34,7 +34,9 @@ class LayerFilters(EpochView):
         self.max_filters = max_filters
         self.tile_size = tile_size
 
-    def draw(self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
+    def draw(
+        self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
+    ) -> None:
         info = trainer.datamodule.info
         weight = first_layer_weight(pl_module.model, info["in_channels"], info["image_size"])
         weight = weight[: self.max_filters]

@@ -35,20 +35,20 @@ the network never trains on, the honest score; a growing gap between train and v
 overfitting. `train/lr` is the learning rate: the size of each gradient-descent step.
 """,
     "02_images_feature_maps": """
-**IMAGES › feature_maps: what each layer makes of an image.** Each row is one fixed validation
+**IMAGES > feature_maps: what each layer makes of an image.** Each row is one fixed validation
 image (first tile), followed by the outputs of the first channels of that layer, each scaled to
 its own contrast; black tiles are channels that stay silent for this image. Layer 1 responds to
 edges and blobs of colour; deeper layers are coarser and respond to larger, more abstract
 patterns. Fully connected layers show each neuron as one pixel of a square.
 """,
     "03_images_filters": """
-**IMAGES › filters/layer1: the weights of layer 1.** Each tile is one filter: the weights of
+**IMAGES > filters/layer1: the weights of layer 1.** Each tile is one filter: the weights of
 the connections from a small patch of pixels to one neuron (mid-grey = 0, light = positive,
 dark = negative). Random noise at step 0, they become edge, line and colour detectors as
 training adjusts the weights.
 """,
     "04_images_top_patches": """
-**IMAGES › top_patches: what a neuron responds to.** For a few channels of each layer (one per
+**IMAGES > top_patches: what a neuron responds to.** For a few channels of each layer (one per
 row), the nine validation-image patches that excite it most, each cut to the part of the image
 the neuron can see (its receptive field). The patches grow with depth: a few pixels of edge in
 layer 1, parts in the middle layers, whole objects near the top: deeper layers see more
@@ -64,7 +64,7 @@ layer after layer toward the input, the early layers cannot learn: the vanishing
 that residual connections solve (compare `model=plain` and `model=deep` at `model.depth=56`).
 """,
     "06_probes_abstraction": """
-**SCALARS › probe and IMAGES › probe/accuracy_vs_depth: how abstract each layer is, measured.**
+**SCALARS > probe and IMAGES > probe/accuracy_vs_depth: how abstract each layer is, measured.**
 After each epoch a linear classifier (a probe) is trained on each layer's pooled outputs to read
 off the object class and, on the shapes data set, which parts (circles, bars, triangles...) the
 image contains. High probe accuracy means the layer has made that information explicit. If deep
@@ -72,7 +72,7 @@ layers build objects out of parts, part information appears before class informa
 `receptive_field/` is how many pixels across one neuron of each layer can see.
 """,
     "07_mistakes": """
-**IMAGES › mistakes and PR CURVES: where the network is wrong.** The confusion matrix counts, for
+**IMAGES > mistakes and PR CURVES: where the network is wrong.** The confusion matrix counts, for
 each true class (row), what the network predicted (column); off-diagonal cells are mistakes.
 Misclassified validation images are shown with their true and predicted labels. PR CURVES show
 per class the trade-off between precision and recall as the decision threshold moves.

@@ -7,10 +7,10 @@ import math
 import matplotlib
 
 matplotlib.use("Agg")  # draw off-screen: training machines have no display
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
 
 BORDER = 0.25  # grey between tiles, so black tiles (silent channels) stay visible
 
@@ -52,16 +52,20 @@ def mosaic(vectors: torch.Tensor) -> torch.Tensor:
     return padded.view(count, 1, side, side)
 
 
-def grid(rows: list[torch.Tensor], pad: int = 2) -> torch.Tensor:
-    """Lay out rows of (n_i, 3, H, W) tiles (same H, W) into one (3, height, width) picture."""
+def grid(rows: list[torch.Tensor], pad: int = 2, row_gap: int | None = None) -> torch.Tensor:
+    """Lay out rows of (n_i, 3, H, W) tiles (same H, W) into one (3, height, width) picture.
+
+    ``row_gap`` (default ``pad``) is the space below each row, e.g. room for captions.
+    """
+    gap = pad if row_gap is None else row_gap
     height, width = rows[0].shape[-2:]
     cols = max(len(row) for row in rows)
-    canvas = torch.full((3, pad + len(rows) * (height + pad), pad + cols * (width + pad)), BORDER)
-    for r, row in enumerate(rows):
-        for c, tile in enumerate(row):
-            top, left = pad + r * (height + pad), pad + c * (width + pad)
-            canvas[:, top : top + height, left : left + width] = tile
-    return canvas.clamp(0, 1)
+    blank = torch.full((3, height, width), BORDER)
+    tiles = torch.stack([torch.cat([row, blank.expand(cols - len(row), -1, -1, -1)]) for row in rows])
+    # Each tile gets its right-hand pad and the gap below it; the canvas gets the top-left pad.
+    tiles = F.pad(tiles, (0, pad, 0, gap), value=BORDER)  # (rows, cols, 3, H + gap, W + pad)
+    canvas = tiles.permute(2, 0, 3, 1, 4).reshape(3, len(rows) * (height + gap), cols * (width + pad))
+    return F.pad(canvas, (pad, 0, pad, 0), value=BORDER).clamp(0, 1)
 
 
 def tile_grid(tiles: torch.Tensor, cols: int, pad: int = 2) -> torch.Tensor:

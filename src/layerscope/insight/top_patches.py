@@ -51,14 +51,17 @@ class TopPatches(EpochView):
     """
 
     def __init__(
-        self, every_n_epochs: int = 1, channels: int = 4, k: int = 9, sample_size: int = 2000, zoom: int = 3
+        self, every_n_epochs: int = 1, channels: int = 4, k: int = 9, sample_size: int = 2000,
+        zoom: int = 3,
     ) -> None:
         super().__init__(every_n_epochs)
         self.channels, self.k, self.sample_size, self.zoom = channels, k, sample_size, zoom
         self._chosen: dict[int, torch.Tensor] = {}
         self._anatomy: list[LayerAnatomy] | None = None
 
-    def draw(self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
+    def draw(
+        self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
+    ) -> None:
         sample = validation_sample(trainer, pl_module, self.sample_size)
         if self._anatomy is None:
             example = trainer.datamodule.preprocess(sample.images[:1].to(pl_module.device))
@@ -68,7 +71,8 @@ class TopPatches(EpochView):
             if index not in self._chosen:
                 self._chosen[index] = selective_channels(stats, self.channels)
             rows = []
-            for channel, best in zip(self._chosen[index], top_images(stats, self._chosen[index], self.k)):
+            chosen = self._chosen[index]
+            for channel, best in zip(chosen, top_images(stats, chosen, self.k), strict=True):
                 patches = torch.stack([
                     crop(images[i], anatomy, int(stats.peak_at[i, channel]), stats.width) for i in best
                 ])

@@ -20,7 +20,6 @@ from layerscope.insight import render
 from layerscope.insight.base import tensorboard_writer
 from layerscope.insight.capture import LayerAnatomy, layer_tag, trace_anatomy
 
-
 PLURAL = {"weight": "weights", "bias": "biases"}
 
 

@@ -1,0 +1,141 @@
+"""A real (tiny) training run with insight on, read back from its TensorBoard event files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from layerscope.apps.cli import register_resolvers
+from layerscope.apps.train import train
+from tests.conftest import CONF, TINY_SHAPES
+
+EPOCHS = 2
+DEPTH = 8  # ResNet-8: 8 named layers
+LAYERS = ["01_stem", "02_stage1.block1.conv1", "03_stage1.block1.conv2", "04_stage2.block1.conv1",
+          "05_stage2.block1.conv2", "06_stage3.block1.conv1", "07_stage3.block1.conv2", "08_fc"]
+SMALL_RUN = [*TINY_SHAPES, f"model.depth={DEPTH}", f"trainer.max_epochs={EPOCHS}", "data.batch_size=100",
+             "trainer.num_sanity_val_steps=0"]
+SMALL_INSIGHT = ["insight.weights.every_n_steps=4", "insight.top_patches.sample_size=150",
+                 "insight.probes.sample_size=150"]
+
+
+def _train(run_dir: Path, data_dir: Path, *overrides: str) -> dict:
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"paths.data_dir={data_dir}", f"paths.output_dir={run_dir}",
+                                          *SMALL_RUN, *overrides])
+    return train(cfg)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Path]:
+    """The same run twice, insight=default and insight=off."""
+    folders = {}
+    for choice in ("default", "off"):
+        folders[choice] = tmp_path_factory.mktemp(f"insight-{choice}")
+        _train(folders[choice], data_dir, f"insight={choice}", *(SMALL_INSIGHT if choice == "default" else []))
+    return folders
+
+
+def _events(run_dir: Path) -> EventAccumulator:
+    guidance = {"images": 0, "scalars": 0, "histograms": 0, "tensors": 0}
+    accumulator = EventAccumulator(str(run_dir / "tensorboard"), size_guidance=guidance)
+    accumulator.Reload()
+    return accumulator
+
+
+def _with_prefix(tags: list[str], prefix: str) -> list[str]:
+    return sorted(t for t in tags if t.startswith(prefix))
+
+
+def test_feature_maps_one_tag_per_layer_in_depth_order(runs: dict[str, Path]) -> None:
+    events = _events(runs["default"])
+    tags = _with_prefix(events.Tags()["images"], "feature_maps/")
+    assert tags == [f"feature_maps/{layer}" for layer in LAYERS]
+    # 10 classes x 1 image: rows of 32-pixel tiles; the image plus 16 channels (stem) per row.
+    for tag, channels in ((tags[0], 16), (tags[-1], None)):
+        images = events.Images(tag)
+        assert [i.step for i in images] == list(range(EPOCHS + 1))  # before training, then per epoch
+        columns = 1 + (channels or 1)
+        assert {(i.height, i.width) for i in images} == {(2 + 10 * 34, 2 + columns * 34)}
+
+
+def test_filters_patches_and_figures_are_drawn(runs: dict[str, Path]) -> None:
+    events = _events(runs["default"])
+    images = events.Tags()["images"]
+    filters = events.Images("filters/layer1")
+    # 16 ResNet stem filters, 3x3 each, magnified to 24 pixels, 4 per row.
+    assert [(f.height, f.width) for f in filters] == [(2 + 4 * 26, 2 + 4 * 26)] * (EPOCHS + 1)
+    assert _with_prefix(images, "top_patches/") == [f"top_patches/{layer}" for layer in LAYERS]
+    stem, last = events.Images("top_patches/01_stem")[-1], events.Images("top_patches/08_fc")[-1]
+    # 4 channels x 9 patches, each the receptive field (3 px for the stem, the whole 32 px image
+    # for the classifier) magnified 3 times: the patches grow with depth.
+    assert (stem.height, stem.width) == (2 + 4 * (9 + 2), 2 + 9 * (9 + 2))
+    assert (last.height, last.width) == (2 + 4 * (96 + 2), 2 + 9 * (96 + 2))
+    for tag in ("mistakes/confusion_matrix", "mistakes/misclassified", "probe/accuracy_vs_depth",
+                "gradients/norm_by_depth"):
+        assert tag in images, tag
+    assert [e.step for e in events.Images("mistakes/confusion_matrix")] == list(range(1, EPOCHS + 1))
+
+
+def test_weights_biases_and_gradients_for_every_layer(runs: dict[str, Path]) -> None:
+    events = _events(runs["default"])
+    histograms, scalars = events.Tags()["histograms"], events.Tags()["scalars"]
+    for kind in ("weights", "biases", "weight_gradients", "bias_gradients"):
+        assert _with_prefix(histograms, f"{kind}/") == [f"{kind}/{layer}" for layer in LAYERS]
+    steps = [e.step for e in events.Histograms("weights/01_stem")]
+    assert steps and all(step % 4 == 0 for step in steps) and len(steps) >= 3
+    for kind in ("grad_norm", "update_ratio"):
+        assert _with_prefix(scalars, f"{kind}/") == [f"{kind}/{layer}" for layer in LAYERS]
+    assert all(e.value > 0 for e in events.Scalars("grad_norm/01_stem"))
+    ratios = [e.value for e in events.Scalars("update_ratio/08_fc")]
+    assert ratios and all(0 < r < 1 for r in ratios)
+
+
+def test_probe_scalars_for_every_layer_and_receptive_fields(runs: dict[str, Path]) -> None:
+    events = _events(runs["default"])
+    scalars = events.Tags()["scalars"]
+    for kind in ("class", "parts"):
+        assert _with_prefix(scalars, f"probe/{kind}/") == [f"probe/{kind}/{layer}" for layer in LAYERS]
+        values = events.Scalars(f"probe/{kind}/08_fc")
+        assert [v.step for v in values] == list(range(EPOCHS + 1))
+        assert all(0 <= v.value <= 1 for v in values)
+    fields = [events.Scalars(f"receptive_field/{layer}")[0].value for layer in LAYERS]
+    assert fields == [3, 5, 7, 9, 13, 17, 25, 32]
+
+
+def test_mistakes_pr_curves_guide_layout_hparams_and_graph(runs: dict[str, Path]) -> None:
+    events = _events(runs["default"])
+    tensors = events.Tags()["tensors"]
+    assert len(_with_prefix(tensors, "pr_curves/")) == 10
+    guide = _with_prefix(tensors, "guide/")
+    assert len(guide) >= 9
+    text = events.Tensors("guide/00_start_here/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "weight" in text and "bias" in text
+    assert "custom_scalars__config__" in tensors
+    layout = events.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0]
+    assert b"grad_norm" in layout and b"probe/class" in layout
+    assert events.Tags()["graph"]
+    assert "hparams/test_acc" in events.Tags()["scalars"]
+
+
+def test_insight_off_logs_none_of_it(runs: dict[str, Path]) -> None:
+    events = _events(runs["off"])
+    tags = events.Tags()
+    assert tags["images"] == [] and tags["histograms"] == []
+    assert not [t for t in tags["scalars"] if t.split("/")[0] in
+                ("probe", "grad_norm", "update_ratio", "receptive_field")]
+    assert not [t for t in tags["tensors"] if t.startswith(("guide/", "pr_curves/", "custom_scalars"))]
+    assert "val/acc" in tags["scalars"]  # the training curves are still there
+
+
+def test_insight_does_not_change_training(runs: dict[str, Path]) -> None:
+    weights = [torch.load(runs[c] / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+               for c in ("default", "off")]
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
