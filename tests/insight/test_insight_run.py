@@ -37,7 +37,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, 
     folders = {}
     for choice in ("default", "off"):
         folders[choice] = tmp_path_factory.mktemp(f"insight-{choice}")
-        _train(folders[choice], data_dir, f"insight={choice}", *(SMALL_INSIGHT if choice == "default" else []))
+        extra = SMALL_INSIGHT if choice == "default" else []
+        _train(folders[choice], data_dir, f"insight={choice}", *extra)
     return folders
 
 

@@ -104,7 +104,7 @@ class Mistakes(EpochView):
         figure.tight_layout()
         return figure
 
-    def _mistakes_figure(self, classes: list[str], step: int):  # noqa: ANN202
+    def _mistakes_figure(self, classes: list[str], step: int):
         columns, pad, caption = 8, 2, 18
         tiles = torch.stack([image for image, _, _ in self._wrong])
         size = max(48, tiles.shape[-1])

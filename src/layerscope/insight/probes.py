@@ -1,9 +1,9 @@
 """How abstract is each layer? Linear probes on every layer's pooled activations.
 
 A linear probe (Alain & Bengio, "Understanding intermediate layers using linear classifier
-probes", 2016) is a linear classifier trained on a frozen layer's output (here ridge regression): if it can read the
-object class (or, on ``shapes``, which parts an image contains) off a layer, the layer has made
-that information explicit. Plotted against depth, this measures "edges -> parts -> objects"
+probes", 2016) is a linear classifier trained on a frozen layer's output (here ridge regression):
+if it can read the object class (or, on ``shapes``, which parts an image contains) off a layer,
+the layer has made that information explicit. Plotted against depth, this measures "edges -> parts -> objects"
 instead of asserting it.
 """
 
