@@ -5,9 +5,10 @@ PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 DATA_STAMP := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+CHROMIUM_STAMP := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup dev offline-data train test lint tensorboard clean
+.PHONY: setup dev system-packages train test lint tensorboard screenshots clean
 
 setup: $(RUNTIME_STAMP)
 
@@ -24,12 +25,13 @@ $(DEV_STAMP): $(RUNTIME_STAMP) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-# Fashion-MNIST from Debian's package, so the tests never need the network.
-offline-data: $(DATA_STAMP)
+# What the tests need from Debian: Fashion-MNIST (so no test needs the network) and Chromium
+# (for the test that opens TensorBoard in a browser).
+system-packages: $(DATA_STAMP) $(CHROMIUM_STAMP)
 
-$(DATA_STAMP):
+$(DATA_STAMP) $(CHROMIUM_STAMP) &:
 	$(SUDO) apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dataset-fashion-mnist
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dataset-fashion-mnist chromium
 
 train: setup
 	$(PY) train.py model=deep $(ARGS)
@@ -37,11 +39,15 @@ train: setup
 lint: dev
 	$(VENV)/bin/ruff check .
 
-test: dev offline-data lint
+test: dev system-packages lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 tensorboard: setup
 	$(VENV)/bin/tensorboard --logdir outputs --samples_per_plugin images=100
+
+# Screenshots of a run's layer views in TensorBoard: make screenshots RUN=outputs/DATE/TIME
+screenshots: dev system-packages
+	$(PY) docs/screenshots.py $(RUN) --out docs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

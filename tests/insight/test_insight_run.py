@@ -4,42 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from layerscope.apps.cli import register_resolvers
-from layerscope.apps.train import train
-from tests.conftest import CONF, TINY_SHAPES
-
-EPOCHS = 2
-DEPTH = 8  # ResNet-8: 8 named layers
-LAYERS = ["01_stem", "02_stage1.block1.conv1", "03_stage1.block1.conv2", "04_stage2.block1.conv1",
-          "05_stage2.block1.conv2", "06_stage3.block1.conv1", "07_stage3.block1.conv2", "08_fc"]
-SMALL_RUN = [*TINY_SHAPES, f"model.depth={DEPTH}", f"trainer.max_epochs={EPOCHS}", "data.batch_size=100",
-             "trainer.num_sanity_val_steps=0"]
-SMALL_INSIGHT = ["insight.weights.every_n_steps=4", "insight.top_patches.sample_size=150",
-                 "insight.probes.sample_size=150"]
-
-
-def _train(run_dir: Path, data_dir: Path, *overrides: str) -> dict:
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[f"paths.data_dir={data_dir}", f"paths.output_dir={run_dir}",
-                                          *SMALL_RUN, *overrides])
-    return train(cfg)
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Path]:
-    """The same run twice, insight=default and insight=off."""
-    folders = {}
-    for choice in ("default", "off"):
-        folders[choice] = tmp_path_factory.mktemp(f"insight-{choice}")
-        extra = SMALL_INSIGHT if choice == "default" else []
-        _train(folders[choice], data_dir, f"insight={choice}", *extra)
-    return folders
+from tests.insight.conftest import EPOCHS, LAYERS
 
 
 def _events(run_dir: Path) -> EventAccumulator:

@@ -12,6 +12,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
+from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
@@ -84,7 +85,7 @@ class Mistakes(EpochView):
         self._reset()
 
     @staticmethod
-    def _confusion_figure(counts: torch.Tensor, classes: list[str], step: int):
+    def _confusion_figure(counts: torch.Tensor, classes: list[str], step: int) -> Figure:
         share = counts.float() / counts.sum(1, keepdim=True).clamp_min(1)
         size = max(5.0, 0.45 * len(classes) + 2)
         figure, axes = render.new_figure(size, size)
@@ -104,7 +105,7 @@ class Mistakes(EpochView):
         figure.tight_layout()
         return figure
 
-    def _mistakes_figure(self, classes: list[str], step: int):
+    def _mistakes_figure(self, classes: list[str], step: int) -> Figure:
         columns, pad, caption = 8, 2, 18
         tiles = torch.stack([image for image, _, _ in self._wrong])
         size = max(48, tiles.shape[-1])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
@@ -95,7 +96,7 @@ class LayerProbes(EpochView):
                 curves.setdefault(kind, []).append(value)
         writer.add_figure("probe/accuracy_vs_depth", self._chart(curves, trainer, step), step)
 
-    def _chart(self, curves: dict[str, list[float]], trainer: L.Trainer, step: int):
+    def _chart(self, curves: dict[str, list[float]], trainer: L.Trainer, step: int) -> Figure:
         names = [a.name for a in self._anatomy]
         depth = range(1, len(names) + 1)
         figure, axes = render.new_figure(max(6.0, 0.35 * len(names)), 4.2)

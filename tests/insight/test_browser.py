@@ -1,0 +1,42 @@
+"""TensorBoard in a real browser: the feature maps of the first and last layer render."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import REPO
+
+BROWSER = os.environ.get("CHROMIUM") or shutil.which("chromium")
+
+# Developers without Chromium skip this; CI (which installs it with `make test`) never does.
+pytestmark = pytest.mark.skipif(
+    BROWSER is None and not os.environ.get("CI"), reason="needs Debian's chromium (make test installs it)"
+)
+
+
+def test_tensorboard_renders_the_layer_views(runs: dict[str, Path], tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "docs" / "screenshots.py"), str(runs["default"]), "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["feature_maps"]["images"] == {
+        "feature_maps/01_stem": 2 + 17 * 34,  # the image and 16 channels, 34 pixels a tile
+        "feature_maps/08_fc": 2 + 2 * 34,  # the image and the output neurons' square
+    }
+    for view in ("top_patches", "filters_and_probes", "mistakes"):
+        assert all(width > 0 for width in summary[view]["images"].values()), view
+    for view in summary.values():
+        with Image.open(view["file"]) as screenshot:
+            assert screenshot.size == (1280, 860)
+            # A page of real content, not a blank or error page: many distinct colours.
+            assert len(screenshot.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 500
