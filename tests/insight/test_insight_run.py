@@ -42,8 +42,8 @@ def test_filters_patches_and_figures_are_drawn(runs: dict[str, Path]) -> None:
     assert _with_prefix(images, "top_patches/") == [f"top_patches/{layer}" for layer in LAYERS]
     stem, last = events.Images("top_patches/01_stem")[-1], events.Images("top_patches/08_fc")[-1]
     # 4 channels x 9 patches, each the receptive field (3 px for the stem, the whole 32 px image
-    # for the classifier) magnified 3 times: the patches grow with depth.
-    assert (stem.height, stem.width) == (2 + 4 * (9 + 2), 2 + 9 * (9 + 2))
+    # for the classifier) magnified 3 times (8 times for the tiny stem patches).
+    assert (stem.height, stem.width) == (2 + 4 * (24 + 2), 2 + 9 * (24 + 2))
     assert (last.height, last.width) == (2 + 4 * (96 + 2), 2 + 9 * (96 + 2))
     for tag in ("mistakes/confusion_matrix", "mistakes/misclassified", "probe/accuracy_vs_depth",
                 "gradients/norm_by_depth"):

@@ -61,7 +61,7 @@ class EpochView(L.Callback):
             return
         writer = self._writer(trainer)
         epochs_done = trainer.current_epoch + 1
-        last = trainer.max_epochs is not None and epochs_done >= trainer.max_epochs
+        last = trainer.max_epochs is not None and 0 < trainer.max_epochs <= epochs_done
         if writer is not None and (epochs_done % self.every_n_epochs == 0 or last):
             self.draw(writer, trainer, pl_module, step=epochs_done)
 

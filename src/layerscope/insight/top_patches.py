@@ -8,6 +8,8 @@ depth: a few pixels of edge in layer 1, parts in the middle, whole objects at th
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -30,6 +32,11 @@ def crop(image: torch.Tensor, anatomy: LayerAnatomy, position: int, width: int) 
     padded = F.pad(image, (field, field, field, field), value=render.BORDER)
     top, left = top + field, left + field
     return padded[:, top : top + field, left : left + field][:, :, :size][:, :size]
+
+
+def display_size(field: int, zoom: int, smallest: int = 24) -> int:
+    """Patches are magnified ``zoom`` times, and tiny ones (layer 1's 3 pixels) up to ``smallest``."""
+    return max(field * zoom, field * math.ceil(smallest / field))
 
 
 def top_images(stats: LayerStats, channels: torch.Tensor, k: int) -> torch.Tensor:
@@ -76,5 +83,5 @@ class TopPatches(EpochView):
                 patches = torch.stack([
                     crop(images[i], anatomy, int(stats.peak_at[i, channel]), stats.width) for i in best
                 ])
-                rows.append(render.resize(patches, patches.shape[-1] * self.zoom))
+                rows.append(render.resize(patches, display_size(patches.shape[-1], self.zoom)))
             writer.add_image(f"top_patches/{layer_tag(index, anatomy.name)}", render.grid(rows), step)
