@@ -118,7 +118,8 @@ class Mistakes(EpochView):
         for i, (_, true, predicted) in enumerate(self._wrong):
             row, col = divmod(i, columns)
             x, y = pad + col * (size + pad) + size / 2, pad + row * (size + caption) + size + 1
-            axes.text(x, y, f"{classes[true]}\n> {classes[predicted]}", ha="center", va="top", fontsize=6, color="white")
+            label = f"{classes[true]}\n> {classes[predicted]}"
+            axes.text(x, y, label, ha="center", va="top", fontsize=6, color="white")
         axes.set_axis_off()
         axes.set_title(f"Misclassified validation images, epoch {step} (true > predicted)", fontsize=9)
         figure.tight_layout()
