@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import weakref
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.tensorboard import SummaryWriter
 
-from layerscope.insight.capture import LayerStats, layer_stats
+from layerscope.insight.capture import LayerStats, StatsCollector, layer_hooks, layer_stats, named_layers
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +57,19 @@ class EpochView(L.Callback):
         if writer is not None and self.before_training and trainer.current_epoch == 0:
             self.draw(writer, trainer, pl_module, step=0)
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
-            return
-        writer = self._writer(trainer)
+    def _due(self, trainer: L.Trainer) -> int | None:
+        """The step to draw at the end of this validation epoch, or None if this one is skipped."""
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or not trainer.is_global_zero:
+            return None
         epochs_done = trainer.current_epoch + 1
         last = trainer.max_epochs is not None and 0 < trainer.max_epochs <= epochs_done
-        if writer is not None and (epochs_done % self.every_n_epochs == 0 or last):
-            self.draw(writer, trainer, pl_module, step=epochs_done)
+        return epochs_done if epochs_done % self.every_n_epochs == 0 or last else None
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        step = self._due(trainer)
+        writer = self._writer(trainer) if step is not None else None
+        if writer is not None:
+            self.draw(writer, trainer, pl_module, step=step)
 
     def draw(
         self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
@@ -74,27 +80,144 @@ class EpochView(L.Callback):
 # --- the validation sample that probes and top patches look at ----------------------------------
 @dataclass
 class Sample:
-    """The first ``len(labels)`` validation images, and what every layer made of them."""
+    """Validation images (the first ones rank zero sees) and what every layer made of them."""
 
     images: torch.Tensor  # uint8 (N, C, H, W), as stored
     labels: torch.Tensor  # int64 (N,)
     parts: torch.Tensor | None  # uint8 (N, P) part labels where the data set has them
     stats: list[LayerStats]
-    logits: torch.Tensor
 
 
-# One entry per trainer, dropped with it: a later run can never see an earlier run's sample.
+class _ValidationRecorder:
+    """Summarises the named layers during the validation pass itself: no extra forward pass.
+
+    Records the first ``size`` images of rank zero's validation batches. The images are found
+    through the loader's batch indices, checked against the batch's labels; if they do not match
+    (a loader we do not know), the recording is dropped and the views make a pass of their own.
+    """
+
+    def __init__(self, trainer: L.Trainer, pl_module: L.LightningModule, size: int) -> None:
+        self.size, self.seen, self.failed = size, 0, False
+        self.key = _sample_key(trainer, pl_module)
+        self.indices: list[torch.Tensor] = []
+        self._last_batch: int | None = None
+        loader = trainer.val_dataloaders
+        loader = loader[0] if isinstance(loader, list | tuple) else loader
+        self._batches = list(loader.sampler) if loader is not None else []
+        layers = named_layers(pl_module.model)
+        self.collector = StatsCollector(len(layers))
+        self.collector.rows = 0  # record nothing outside validation batches (other views' passes)
+        self._hooks = ExitStack()
+        self._hooks.enter_context(layer_hooks(layers, self.collector))
+
+    def on_batch(self, batch: Any, batch_idx: int) -> None:
+        if batch_idx == self._last_batch:  # every sample view forwards each batch
+            return
+        self._last_batch = batch_idx
+        rows = min(len(batch[1]), self.size - self.seen)
+        index = self._batches[batch_idx] if batch_idx < len(self._batches) else None
+        if rows <= 0 or self.failed or not isinstance(index, torch.Tensor) or len(index) < rows:
+            self.failed = self.failed or rows > 0
+            self.collector.rows = 0
+            return
+        self.collector.rows = rows
+        self.indices.append(index[:rows])
+        self.seen += rows
+        self._labels_seen = batch[1][:rows].cpu()
+
+    def after_batch(self) -> None:
+        self.collector.rows = 0
+
+    def check(self, trainer: L.Trainer) -> None:
+        if self.indices and not self.failed:
+            expected = trainer.datamodule.val.labels[self.indices[-1]]
+            self.failed = not torch.equal(expected, self._labels_seen)
+
+    def close(self) -> None:
+        self._hooks.close()
+
+    def sample(self, trainer: L.Trainer) -> Sample | None:
+        if self.failed or not self.seen:
+            return None
+        val = trainer.datamodule.val
+        index = torch.cat(self.indices)
+        parts = None if val.parts is None else val.parts[index]
+        return Sample(val.images[index], val.labels[index], parts, self.collector.stats())
+
+
+def _sample_key(trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[int, int, int]:
+    return (id(pl_module), trainer.global_step, trainer.current_epoch)
+
+
+# Per trainer, dropped with it: a later run can never see an earlier run's sample or recorder.
 _cache: weakref.WeakKeyDictionary[L.Trainer, tuple[Any, Sample]] = weakref.WeakKeyDictionary()
+_recorders: weakref.WeakKeyDictionary[L.Trainer, _ValidationRecorder] = weakref.WeakKeyDictionary()
+
+
+class SampleView(EpochView):
+    """An epoch view drawn from a sample of validation images (shared by all such views)."""
+
+    def __init__(self, every_n_epochs: int = 1, sample_size: int = 2000) -> None:
+        super().__init__(every_n_epochs)
+        self.sample_size = sample_size
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._due(trainer) is None or tensorboard_writer(trainer) is None:
+            return
+        recorder = _recorders.get(trainer)
+        if recorder is None:
+            _recorders[trainer] = _ValidationRecorder(trainer, pl_module, self.sample_size)
+        elif recorder.seen == 0:
+            recorder.size = max(recorder.size, self.sample_size)
+
+    def on_validation_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        recorder = _recorders.get(trainer)
+        if recorder is not None:
+            recorder.on_batch(batch, batch_idx)
+            recorder.check(trainer)
+
+    def on_validation_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        recorder = _recorders.get(trainer)
+        if recorder is not None:
+            recorder.after_batch()
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        _stop_recording(trainer)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        _stop_recording(trainer)
+
+    def sample(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Sample:
+        return validation_sample(trainer, pl_module, self.sample_size)
+
+
+def _stop_recording(trainer: L.Trainer) -> _ValidationRecorder | None:
+    recorder = _recorders.pop(trainer, None)
+    if recorder is not None:
+        recorder.close()
+    return recorder
 
 
 def validation_sample(
     trainer: L.Trainer, pl_module: L.LightningModule, size: int, batch_size: int = 500
 ) -> Sample:
-    """Run the model over the first ``size`` validation images (at most one pass per step).
+    """What the layers made of the first ``size`` validation images, at most once per step.
 
-    Views that log at the same moment share the pass: the result is kept until the model changes.
+    Taken from the validation pass just run when it was recorded, else from a pass of its own
+    (before training, say). Views drawing at the same moment share it (the largest size wins).
     """
-    key = (id(pl_module), trainer.global_step, trainer.current_epoch, size)
+    key = _sample_key(trainer, pl_module)
+    recorder = _stop_recording(trainer)
+    if recorder is not None and recorder.key == key and (recorded := recorder.sample(trainer)):
+        _cache[trainer] = (key, recorded)
     cached = _cache.get(trainer)
     if cached is not None and cached[0] == key:
         return cached[1]
@@ -106,7 +229,7 @@ def validation_sample(
     def forward(batch: torch.Tensor) -> torch.Tensor:
         return pl_module(datamodule.preprocess(batch.to(pl_module.device)))
 
-    stats, logits = layer_stats(forward, pl_module.model, images, batch_size)
-    sample = Sample(images, labels, parts, stats, logits)
+    stats, _ = layer_stats(forward, pl_module.model, images, batch_size)
+    sample = Sample(images, labels, parts, stats)
     _cache[trainer] = (key, sample)
     return sample

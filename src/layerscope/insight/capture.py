@@ -169,11 +169,32 @@ class LayerStats:
 def _summarise(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     output = output.float()
     if output.dim() == 2:
-        zeros = torch.zeros_like(output, dtype=torch.long)
-        return output.cpu(), output.cpu(), zeros.cpu(), 1
-    flat = output.flatten(2)
-    peak, peak_at = flat.max(dim=2)
-    return flat.mean(dim=2).cpu(), peak.cpu(), peak_at.cpu(), output.shape[-1]
+        return output.cpu(), output.cpu(), torch.zeros_like(output, dtype=torch.long).cpu(), 1
+    count, channels, height, width = output.shape
+    # (N, H*W, C): no copy for the channels-last tensors the models run on.
+    flat = output.permute(0, 2, 3, 1).reshape(count, height * width, channels)
+    peak, peak_at = flat.max(dim=1)
+    return flat.mean(dim=1).cpu(), peak.cpu(), peak_at.cpu(), width
+
+
+class StatsCollector:
+    """Hook target that summarises each named layer's output; ``rows`` limits how much of a batch."""
+
+    def __init__(self, layer_count: int) -> None:
+        self.chunks: list[list[tuple]] = [[] for _ in range(layer_count)]
+        self.rows: int | None = None
+
+    def __call__(self, index: int, output: torch.Tensor) -> None:
+        if self.rows is not None:
+            output = output[: self.rows]
+        if len(output):
+            self.chunks[index].append(_summarise(output))
+
+    def stats(self) -> list[LayerStats]:
+        return [
+            LayerStats(*(torch.cat([c[k] for c in chunks]) for k in range(3)), width=chunks[0][3])
+            for chunks in self.chunks
+        ]
 
 
 def layer_stats(
@@ -182,20 +203,12 @@ def layer_stats(
     images: torch.Tensor,
     batch_size: int,
 ) -> tuple[list[LayerStats], torch.Tensor]:
-    """One inspection pass over ``images`` (already preprocessed): per-layer stats and the logits."""
+    """One inspection pass over ``images``: per-layer stats and the logits."""
     layers = named_layers(model)
-    parts: list[list[tuple]] = [[] for _ in layers]
-
-    def keep(index: int, output: torch.Tensor) -> None:
-        parts[index].append(_summarise(output))
-
-    with inspection_mode(model), layer_hooks(layers, keep):
+    collector = StatsCollector(len(layers))
+    with inspection_mode(model), layer_hooks(layers, collector):
         logits = forward_batches(forward, images, batch_size).float().cpu()
-    stats = [
-        LayerStats(*(torch.cat([p[k] for p in chunks]) for k in range(3)), width=chunks[0][3])
-        for chunks in parts
-    ]
-    return stats, logits
+    return collector.stats(), logits
 
 
 def grid_side(count: int) -> tuple[int, int]:

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
-from layerscope.insight.base import EpochView, validation_sample
+from layerscope.insight.base import SampleView
 from layerscope.insight.capture import LayerAnatomy, LayerStats, layer_tag, trace_anatomy
 
 FIT_SHARE = 2 / 3  # probes train on this share of the sample and are scored on the rest
@@ -69,19 +69,18 @@ def balanced_accuracy(predicted: torch.Tensor, truth: torch.Tensor) -> float:
     return ((hits + rejections) / 2).mean().item()
 
 
-class LayerProbes(EpochView):
+class LayerProbes(SampleView):
     """``probe/class/NN_<layer>`` (and ``probe/parts/...`` on data with part labels) per layer,
     the chart ``probe/accuracy_vs_depth``, and each layer's receptive field in pixels."""
 
     def __init__(self, every_n_epochs: int = 1, sample_size: int = 2000) -> None:
-        super().__init__(every_n_epochs)
-        self.sample_size = sample_size
+        super().__init__(every_n_epochs, sample_size)
         self._anatomy: list[LayerAnatomy] | None = None
 
     def draw(
         self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
     ) -> None:
-        sample = validation_sample(trainer, pl_module, self.sample_size)
+        sample = self.sample(trainer, pl_module)
         if self._anatomy is None:
             example = trainer.datamodule.preprocess(sample.images[:1].to(pl_module.device))
             self._anatomy = trace_anatomy(pl_module.model, example)

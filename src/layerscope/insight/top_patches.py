@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
-from layerscope.insight.base import EpochView, validation_sample
+from layerscope.insight.base import SampleView
 from layerscope.insight.capture import LayerAnatomy, LayerStats, layer_tag, trace_anatomy
 
 
@@ -50,7 +50,7 @@ def selective_channels(stats: LayerStats, count: int) -> torch.Tensor:
     return spread.topk(min(count, spread.numel())).indices.sort().values
 
 
-class TopPatches(EpochView):
+class TopPatches(SampleView):
     """``top_patches/NN_<layer>``: a row per channel, its ``k`` strongest validation patches.
 
     The channels shown are chosen once per run (the most selective ones at the first drawing) so
@@ -61,15 +61,15 @@ class TopPatches(EpochView):
         self, every_n_epochs: int = 1, channels: int = 4, k: int = 9, sample_size: int = 2000,
         zoom: int = 3,
     ) -> None:
-        super().__init__(every_n_epochs)
-        self.channels, self.k, self.sample_size, self.zoom = channels, k, sample_size, zoom
+        super().__init__(every_n_epochs, sample_size)
+        self.channels, self.k, self.zoom = channels, k, zoom
         self._chosen: dict[int, torch.Tensor] = {}
         self._anatomy: list[LayerAnatomy] | None = None
 
     def draw(
         self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
     ) -> None:
-        sample = validation_sample(trainer, pl_module, self.sample_size)
+        sample = self.sample(trainer, pl_module)
         if self._anatomy is None:
             example = trainer.datamodule.preprocess(sample.images[:1].to(pl_module.device))
             self._anatomy = trace_anatomy(pl_module.model, example)
