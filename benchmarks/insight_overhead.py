@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -24,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run(choice: str, args: argparse.Namespace, folder: Path) -> dict[str, float]:
+    shutil.rmtree(folder, ignore_errors=True)  # a fresh folder: event files of earlier runs would add up
     command = [
         sys.executable, str(REPO / "train.py"), f"data={args.data}", f"model={args.model}",
         f"trainer.max_epochs={args.epochs}", f"insight={choice}", "test=false",
