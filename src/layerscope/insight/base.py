@@ -19,7 +19,15 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.tensorboard import SummaryWriter
 
-from layerscope.insight.capture import LayerStats, StatsCollector, layer_hooks, layer_stats, named_layers
+from layerscope.insight.capture import (
+    LayerAnatomy,
+    LayerStats,
+    StatsCollector,
+    layer_hooks,
+    layer_stats,
+    named_layers,
+    trace_anatomy,
+)
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +168,7 @@ class SampleView(EpochView):
     def __init__(self, every_n_epochs: int = 1, sample_size: int = 2000) -> None:
         super().__init__(every_n_epochs)
         self.sample_size = sample_size
+        self._anatomy: list[LayerAnatomy] | None = None
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._due(trainer) is None or tensorboard_writer(trainer) is None:
@@ -197,6 +206,18 @@ class SampleView(EpochView):
 
     def sample(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Sample:
         return validation_sample(trainer, pl_module, self.sample_size)
+
+    def anatomy(self, trainer: L.Trainer, pl_module: L.LightningModule) -> list[LayerAnatomy]:
+        if self._anatomy is None:
+            self._anatomy = model_anatomy(trainer, pl_module)
+        return self._anatomy
+
+
+def model_anatomy(trainer: L.Trainer, pl_module: L.LightningModule) -> list[LayerAnatomy]:
+    """Each named layer's parameters and receptive field, traced with one validation image."""
+    datamodule = trainer.datamodule
+    example = datamodule.preprocess(datamodule.val.images[:1].to(pl_module.device))
+    return trace_anatomy(pl_module.model, example)
 
 
 def _stop_recording(trainer: L.Trainer) -> _ValidationRecorder | None:

@@ -17,7 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
 from layerscope.insight.base import SampleView
-from layerscope.insight.capture import LayerAnatomy, LayerStats, layer_tag, trace_anatomy
+from layerscope.insight.capture import LayerStats, layer_tag
 
 FIT_SHARE = 2 / 3  # probes train on this share of the sample and are scored on the rest
 
@@ -75,20 +75,19 @@ class LayerProbes(SampleView):
 
     def __init__(self, every_n_epochs: int = 1, sample_size: int = 2000) -> None:
         super().__init__(every_n_epochs, sample_size)
-        self._anatomy: list[LayerAnatomy] | None = None
+        self._fields_logged = False
 
     def draw(
         self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
     ) -> None:
-        sample = self.sample(trainer, pl_module)
-        if self._anatomy is None:
-            example = trainer.datamodule.preprocess(sample.images[:1].to(pl_module.device))
-            self._anatomy = trace_anatomy(pl_module.model, example)
-            for index, anatomy in enumerate(self._anatomy):
+        sample, layers = self.sample(trainer, pl_module), self.anatomy(trainer, pl_module)
+        if not self._fields_logged:
+            for index, anatomy in enumerate(layers):
                 tag = layer_tag(index, anatomy.name)
                 writer.add_scalar(f"receptive_field/{tag}", anatomy.receptive_field, 0)
+            self._fields_logged = True
         curves: dict[str, list[float]] = {}
-        for index, (anatomy, stats) in enumerate(zip(self._anatomy, sample.stats, strict=True)):
+        for index, (anatomy, stats) in enumerate(zip(layers, sample.stats, strict=True)):
             scores = probe_scores(pooled_features(stats), sample.labels, sample.parts)
             for kind, value in scores.items():
                 writer.add_scalar(f"probe/{kind}/{layer_tag(index, anatomy.name)}", value, step)
@@ -96,7 +95,7 @@ class LayerProbes(SampleView):
         writer.add_figure("probe/accuracy_vs_depth", self._chart(curves, trainer, step), step)
 
     def _chart(self, curves: dict[str, list[float]], trainer: L.Trainer, step: int) -> Figure:
-        names = [a.name for a in self._anatomy]
+        names = [a.name for a in self._anatomy or []]
         depth = range(1, len(names) + 1)
         figure, axes = render.new_figure(max(6.0, 0.35 * len(names)), 4.2)
         classes = len(trainer.datamodule.classes)

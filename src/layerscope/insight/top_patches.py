@@ -17,7 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
 from layerscope.insight.base import SampleView
-from layerscope.insight.capture import LayerAnatomy, LayerStats, layer_tag, trace_anatomy
+from layerscope.insight.capture import LayerAnatomy, LayerStats, layer_tag
 
 
 def crop(image: torch.Tensor, anatomy: LayerAnatomy, position: int, width: int) -> torch.Tensor:
@@ -64,17 +64,13 @@ class TopPatches(SampleView):
         super().__init__(every_n_epochs, sample_size)
         self.channels, self.k, self.zoom = channels, k, zoom
         self._chosen: dict[int, torch.Tensor] = {}
-        self._anatomy: list[LayerAnatomy] | None = None
 
     def draw(
         self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
     ) -> None:
-        sample = self.sample(trainer, pl_module)
-        if self._anatomy is None:
-            example = trainer.datamodule.preprocess(sample.images[:1].to(pl_module.device))
-            self._anatomy = trace_anatomy(pl_module.model, example)
+        sample, layers = self.sample(trainer, pl_module), self.anatomy(trainer, pl_module)
         images = render.display_images(sample.images)
-        for index, (anatomy, stats) in enumerate(zip(self._anatomy, sample.stats, strict=True)):
+        for index, (anatomy, stats) in enumerate(zip(layers, sample.stats, strict=True)):
             if index not in self._chosen:
                 self._chosen[index] = selective_channels(stats, self.channels)
             rows = []

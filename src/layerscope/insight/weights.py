@@ -17,8 +17,8 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
-from layerscope.insight.base import tensorboard_writer
-from layerscope.insight.capture import LayerAnatomy, layer_tag, trace_anatomy
+from layerscope.insight.base import model_anatomy, tensorboard_writer
+from layerscope.insight.capture import LayerAnatomy, layer_tag
 
 PLURAL = {"weight": "weights", "bias": "biases"}
 
@@ -45,9 +45,7 @@ class WeightsAndGradients(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        datamodule = trainer.datamodule
-        example = datamodule.preprocess(datamodule.val.images[:1].to(pl_module.device))
-        self._anatomy = [a for a in trace_anatomy(pl_module.model, example) if a.parameters]
+        self._anatomy = [a for a in model_anatomy(trainer, pl_module) if a.parameters]
 
     def _due(self, trainer: L.Trainer) -> SummaryWriter | None:
         if not trainer.is_global_zero or trainer.global_step % self.every_n_steps:
