@@ -60,8 +60,9 @@ abstract concepts.
 and of their gradients: the error signal backpropagation sends back to that layer.
 `grad_norm/` (SCALARS) is the size of that signal per layer and `update_ratio/` how much one
 gradient-descent step changes the layer's weights (around 1e-3 is healthy). If gradients shrink
-layer after layer toward the input, the early layers cannot learn: the vanishing-gradient problem
-that residual connections solve (compare `model=plain` and `model=deep` at `model.depth=56`).
+(vanish) or grow (explode) layer after layer toward the input, the early layers cannot learn well:
+the problem residual connections solve. Compare `model=plain` and `model=deep` at
+`model.depth=56` in IMAGES > gradients/norm_by_depth.
 """,
     "06_probes_abstraction": """
 **SCALARS > probe and IMAGES > probe/accuracy_vs_depth: how abstract each layer is, measured.**

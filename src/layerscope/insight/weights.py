@@ -3,8 +3,8 @@
 Every ``every_n_steps`` optimizer steps, just before the step (gradients complete, unscaled under
 mixed precision), this logs per named layer: histograms of its weights, biases and their
 gradients, the gradient norm, and after the step the update-to-weight ratio ||dW|| / ||W||
-(about 1e-3 is the usual healthy size). Gradients that shrink layer by layer toward the input are
-the vanishing gradients that residual connections cure: compare ``model=plain model.depth=56``
+(about 1e-3 is the usual healthy size). Gradients that shrink (vanish) or grow (explode) layer by
+layer toward the input are what residual connections cure: compare ``model=plain model.depth=56``
 with ``model=deep model.depth=56``.
 """
 
