@@ -8,17 +8,12 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
-from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
+
+from layerscope.models import build_model
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
-
-
-def build_model(model_config: dict[str, Any]) -> nn.Module:
-    """Build a model from its resolved config (a plain dict with ``_target_``)."""
-    return instantiate(model_config)
 
 
 class ImageClassifier(L.LightningModule):

@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig
 
 from layerscope.apps.train import train
-from layerscope.module import build_model
+from layerscope.models import build_model
 from tests.conftest import REPO, TINY_SHAPES
 
 

@@ -73,8 +73,14 @@ def fail(message: str) -> None:
 
 
 def discard_unfinished_run(run_dir: Path) -> None:
-    """Remove a run folder that a user error stopped before it held a checkpoint."""
-    if run_dir.is_dir() and not (run_dir / "checkpoints").exists():
+    """Remove a run folder that a user error stopped before it held any result.
+
+    Only a folder holding nothing but what Hydra itself wrote (``.hydra/`` and log files), and
+    never the working directory: nothing of the user's is ever deleted.
+    """
+    if not run_dir.is_dir() or run_dir.resolve() == Path.cwd().resolve():
+        return
+    if all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

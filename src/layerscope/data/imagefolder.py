@@ -35,15 +35,29 @@ def class_names(root: str | Path) -> list[str]:
     return names
 
 
-def _load_image(path: Path, size: int, channels: int) -> torch.Tensor:
+class UnreadableImage(UserError):
+    """An image file that cannot be used; the message names the file and says why."""
+
+
+def load_image(path: Path, size: int, channels: int) -> torch.Tensor:
     """Open, convert and resize (shorter side, then centre crop) to a uint8 (C, size, size)."""
-    with Image.open(path) as img:
-        img = img.convert("L" if channels == 1 else "RGB")
-        scale = size / min(img.size)
-        img = img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))))
-        left, top = (img.width - size) // 2, (img.height - size) // 2
-        img = img.crop((left, top, left + size, top + size))
-        array = np.asarray(img, dtype=np.uint8).reshape(size, size, channels)
+    try:
+        with Image.open(path) as img:
+            if img.width * img.height > Image.MAX_IMAGE_PIXELS:
+                raise UnreadableImage(f"{path}: too large ({img.width}x{img.height} pixels; "
+                                      f"the limit is {Image.MAX_IMAGE_PIXELS:,})")
+            img = img.convert("L" if channels == 1 else "RGB")
+            scale = size / min(img.size)
+            img = img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))))
+            left, top = (img.width - size) // 2, (img.height - size) // 2
+            img = img.crop((left, top, left + size, top + size))
+            array = np.asarray(img, dtype=np.uint8).reshape(size, size, channels)
+    except UnidentifiedImageError as err:
+        raise UnreadableImage(f"{path}: not an image file") from err
+    except Image.DecompressionBombError as err:
+        raise UnreadableImage(f"{path}: too large ({err})") from err
+    except (OSError, ValueError) as err:
+        raise UnreadableImage(f"{path}: unreadable image ({err})") from err
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
@@ -67,10 +81,10 @@ class ImageFolderSource:
             files = sorted(p for p in class_dir.rglob("*") if p.is_file()) if class_dir.is_dir() else []
             for path in files:
                 try:
-                    images.append(_load_image(path, self.image_size, self.in_channels))
+                    images.append(load_image(path, self.image_size, self.in_channels))
                     labels.append(label)
-                except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
-                    bad.append(f"{path} ({type(err).__name__})")
+                except UnreadableImage as err:
+                    bad.append(str(err))
         if bad:
             listed = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
             if self.on_bad_file == "fail":

@@ -1,7 +1,18 @@
 """Model families. Each exposes ``named_layers()``: the layers a learner counts, input side first."""
 
+from typing import Any
+
+from torch import nn
+
 from layerscope.models.mlp import MLP
 from layerscope.models.resnet import CifarResNet, plain, resnet
 from layerscope.models.shallow import ShallowCNN
 
-__all__ = ["MLP", "CifarResNet", "ShallowCNN", "plain", "resnet"]
+__all__ = ["MLP", "CifarResNet", "ShallowCNN", "build_model", "plain", "resnet"]
+
+
+def build_model(model_config: dict[str, Any]) -> nn.Module:
+    """Build a model from its resolved config (a plain dict with ``_target_``, as checkpoints keep it)."""
+    from hydra.utils import instantiate  # imported here: predicting from a checkpoint needs no Hydra start-up
+
+    return instantiate(model_config)
