@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from layerscope.apps.cli import register_resolvers
 
@@ -36,3 +36,21 @@ def compose_train(data_dir: Path, tmp_path: Path) -> Callable[..., DictConfig]:
             )
 
     return _compose
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """A run folder with a checkpoint: ResNet-8 trained for one short epoch on tiny shapes."""
+    from layerscope.apps.train import train
+
+    run_dir = tmp_path_factory.mktemp("tiny-run")
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[
+            f"paths.data_dir={data_dir}", f"paths.output_dir={run_dir}", *TINY_SHAPES, "model.depth=8",
+            "trainer.max_epochs=1", "insight=off", "data.batch_size=100",
+        ])
+    train(cfg)
+    (run_dir / ".hydra").mkdir(exist_ok=True)  # as `python train.py` leaves it: eval.py reads it
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    return run_dir

@@ -1,0 +1,137 @@
+"""`python predict.py` and `python eval.py` end to end on a checkpoint trained in this session."""
+
+from __future__ import annotations
+
+import csv
+import json
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import REPO
+
+
+def run(script: str, *overrides: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(REPO / script), *overrides], capture_output=True, text=True,
+                          timeout=300, cwd=cwd or REPO)
+
+
+def save_png(image: torch.Tensor, path: Path) -> Path:
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(path)
+    return path
+
+
+def huge_png(path: Path, side: int = 30_000) -> Path:
+    """A tiny file whose header claims side x side pixels (a decompression bomb)."""
+    Image.new("RGB", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    header = b"IHDR" + struct.pack(">II", side, side) + bytes(data[24:29])
+    data[12:29] = header
+    data[29:33] = struct.pack(">I", zlib.crc32(header))
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def test_images(tiny_run: Path, data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tiny run's test split, as eval.py sees it."""
+    cache = data_dir / "shapes" / "test-300-32px-seed0-v2.pt"  # TINY_SHAPES' test split
+    stored = torch.load(cache, weights_only=True)
+    return stored["images"], stored["labels"]
+
+
+def test_predict_a_folder_with_a_bad_file(tiny_run: Path, tmp_path: Path, test_images) -> None:
+    images, _ = test_images
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    save_png(images[0], folder / "a.png")
+    grey = Image.fromarray(images[1].permute(1, 2, 0).numpy()).convert("L").resize((64, 48))
+    grey.save(folder / "sub" / "b.jpg")  # another format, size and colour mode
+    (folder / "notes.txt").write_text("not an image")
+    huge_png(folder / "bomb.png")
+    result = run("predict.py", f"ckpt_path={tiny_run / 'checkpoints' / 'best.ckpt'}", f"input={folder}")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(r["path"]).name for r in records] == ["a.png", "b.jpg"]
+    for record in records:
+        assert set(record) == {"path", "label", "prob", "top_k"}
+        assert record["label"] == record["top_k"][0][0] and 0 < record["prob"] <= 1
+        assert len(record["top_k"]) == 3
+    assert "notes.txt: not an image file" in result.stderr
+    assert "bomb.png: too large" in result.stderr
+
+
+def test_predict_to_csv_and_explain(tiny_run: Path, tmp_path: Path, test_images) -> None:
+    image = save_png(test_images[0][3], tmp_path / "x.png")
+    out = tmp_path / "preds.csv"
+    result = run("predict.py", f"ckpt_path={tiny_run / 'checkpoints' / 'best.ckpt'}", f"input={image}",
+                 f"output={out}", "explain=true", f"out_dir={tmp_path / 'why'}")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 1 and rows[0]["path"] == str(image)
+    pictures = sorted(p.name for p in (tmp_path / "why" / "x").iterdir())
+    assert pictures[-1] == "grad_cam.png"
+    assert len([p for p in pictures if p.startswith("feature_maps_")]) == 8  # ResNet-8's layers
+    with Image.open(tmp_path / "why" / "x" / "grad_cam.png") as cam:
+        assert cam.size == (64, 32)  # the image beside its Grad-CAM overlay
+
+
+def test_eval_agrees_with_predict(tiny_run: Path, tmp_path: Path, data_dir: Path, test_images) -> None:
+    ckpt = tiny_run / "checkpoints" / "best.ckpt"
+    out = tmp_path / "eval"
+    result = run("eval.py", f"ckpt_path={ckpt}", f"paths.data_dir={data_dir}", f"hydra.run.dir={out}")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert metrics["images"] == len(rows) == 300
+    correct = sum(r["label"] == r["predicted"] for r in rows)
+    assert metrics["test/acc"] == pytest.approx(correct / len(rows))
+    assert set(metrics["test/per_class_acc"]) == {"face", "house", "tree", "car", "snowman", "target",
+                                                  "umbrella", "robot", "sign", "dumbbell"}
+    assert "all" in result.stdout and "accuracy" in result.stdout
+    classes = torch.load(ckpt, weights_only=True)["hyper_parameters"]["data_info"]["classes"]
+    images, labels = test_images
+    for index in (0, 7):
+        assert rows[index]["label"] == classes[labels[index]]  # eval's rows follow the test split
+        image = save_png(images[index], tmp_path / f"t{index}.png")
+        predicted = run("predict.py", f"ckpt_path={ckpt}", f"input={image}")
+        assert json.loads(predicted.stdout)["label"] == rows[index]["predicted"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["input={tmp}/none.png"], "does not exist"),
+        (["input={tmp}/empty"], "holds no files"),
+        (["input={tmp}/junk.txt"], "no readable image"),
+        (["input={tmp}/junk.txt", "ckpt_path={tmp}/missing.ckpt"], "no checkpoint at"),
+        (["input={tmp}/ok.png", "output={tmp}/preds.json"], "must end in .csv"),
+    ],
+    ids=["missing-input", "empty-folder", "not-an-image", "missing-checkpoint", "bad-output"],
+)
+def test_predict_bad_input_ends_in_one_line(tiny_run: Path, tmp_path: Path, args: list[str], message: str,
+                                            test_images) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "junk.txt").write_text("hello")
+    save_png(test_images[0][0], tmp_path / "ok.png")
+    ckpt = tiny_run / "checkpoints" / "best.ckpt"
+    overrides = [f"ckpt_path={ckpt}", *(a.format(tmp=tmp_path) for a in args)]
+    result = run("predict.py", *overrides)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and message in result.stderr
+    assert result.stdout == ""
+
+
+def test_eval_refuses_data_of_another_shape(tiny_run: Path, tmp_path: Path) -> None:
+    result = run("eval.py", f"ckpt_path={tiny_run / 'checkpoints' / 'best.ckpt'}", "data=fashion_mnist",
+                 f"hydra.run.dir={tmp_path / 'eval'}")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: the checkpoint expects 3x32x32 images of 10 classes")
+    assert result.stderr.count("\n") == 1
+    assert not (tmp_path / "eval").exists()  # nothing left behind
