@@ -135,3 +135,33 @@ def test_eval_refuses_data_of_another_shape(tiny_run: Path, tmp_path: Path) -> N
     assert result.stderr.startswith("error: the checkpoint expects 3x32x32 images of 10 classes")
     assert result.stderr.count("\n") == 1
     assert not (tmp_path / "eval").exists()  # nothing left behind
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_round_trip(tiny_run: Path, tmp_path: Path, fmt: str) -> None:
+    result = run("export.py", f"ckpt_path={tiny_run / 'checkpoints' / 'best.ckpt'}", f"format={fmt}",
+                 f"out_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    model_file = tmp_path / ("model.onnx" if fmt == "onnx" else "model.torchscript.pt")
+    metadata = json.loads(model_file.with_name(f"{model_file.name}.json").read_text())
+    assert metadata["classes"][0] == "face" and metadata["preprocessing"]["size"] == 32
+    assert metadata["checked"]["max_abs_difference"] < 1e-3
+    assert "largest difference from PyTorch" in result.stdout
+    images = torch.randn(3, 3, 32, 32)
+    reference = torch.jit.load(str(model_file))(images) if fmt == "torchscript" else None
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+        reference = torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
+    from layerscope.inference import load_classifier
+
+    expected = load_classifier(tiny_run / "checkpoints" / "best.ckpt").model(images)
+    assert torch.allclose(reference, expected, atol=1e-4)  # any batch size, not only the traced one
+
+
+def test_export_refuses_an_unknown_format(tiny_run: Path, tmp_path: Path) -> None:
+    result = run("export.py", f"ckpt_path={tiny_run / 'checkpoints' / 'best.ckpt'}", "format=tflite",
+                 f"out_dir={tmp_path}")
+    assert result.returncode == 2
+    assert result.stderr == "error: format=tflite is not supported: choose onnx or torchscript\n"
