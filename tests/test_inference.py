@@ -80,3 +80,15 @@ def test_bad_checkpoints_end_in_one_clear_message(tiny_run: Path, tmp_path: Path
     make(path, tiny_run / "checkpoints" / "best.ckpt")
     with pytest.raises(UserError, match=message):
         load_classifier(path)
+
+
+def test_the_package_exposes_load_classifier_and_reads_image_files(tiny_run: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from layerscope import load_classifier as exposed
+
+    Image.new("RGB", (50, 40), (200, 30, 30)).save(tmp_path / "red.jpg")
+    Image.new("L", (20, 20), 128).save(tmp_path / "grey.png")
+    clf = exposed(tiny_run / "checkpoints" / "best.ckpt")
+    predictions = clf.predict([tmp_path / "red.jpg", tmp_path / "grey.png"])  # colour and grey, any size
+    assert predictions.probs.shape == (2, 10)
