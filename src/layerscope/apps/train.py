@@ -12,7 +12,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from layerscope.apps.cli import run_hydra, write_json_atomic
+from layerscope.apps.cli import default_config_dir, register_resolvers, run_hydra, write_json_atomic
 from layerscope.callbacks import TrainSpeedMonitor
 from layerscope.insight.hparams import log_hparams
 
@@ -93,6 +93,25 @@ def _print_summary(run_dir: Path, metrics: dict[str, Any]) -> None:
         f"TensorBoard:     tensorboard --logdir {run_dir}",
     ]
     print("\n".join(lines), flush=True)
+
+
+def train_with(
+    overrides: list[str], output_dir: str | Path, data_dir: str | Path | None = None,
+    config_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Train as ``python train.py OVERRIDES`` would, from Python (a notebook): returns the metrics.
+
+    The run folder is ``output_dir``; data is looked for (and cached) under ``data_dir``.
+    """
+    from hydra import compose, initialize_config_dir
+
+    register_resolvers()
+    paths = [f"paths.output_dir={Path(output_dir).resolve()}",
+             f"paths.data_dir={Path(data_dir or 'data').resolve()}"]
+    with initialize_config_dir(config_dir=str(config_dir or default_config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=[*paths, *overrides])
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    return train(cfg)
 
 
 def task(cfg: DictConfig) -> float | None:

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import math
 
-import matplotlib
-
-matplotlib.use("Agg")  # draw off-screen: training machines have no display
-import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 BORDER = 0.25  # grey between tiles, so black tiles (silent channels) stay visible
@@ -78,6 +75,7 @@ def display_images(images: torch.Tensor) -> torch.Tensor:
     return as_rgb(images.float() / 255.0)
 
 
-def new_figure(width: float, height: float) -> tuple[Figure, plt.Axes]:
-    figure, axes = plt.subplots(figsize=(width, height), dpi=100)
-    return figure, axes
+def new_figure(width: float, height: float) -> tuple[Figure, Axes]:
+    """A figure outside pyplot: no GUI backend is touched, from a training process or a notebook."""
+    figure = Figure(figsize=(width, height), dpi=100)
+    return figure, figure.subplots()

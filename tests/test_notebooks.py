@@ -1,0 +1,44 @@
+"""The teaching notebooks: stored without outputs, and each runs top to bottom without an error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tests.conftest import REPO
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_notebooks() -> None:
+    assert [n.name for n in NOTEBOOKS][:2] == ["01_neurons_weights_biases.ipynb", "02_inside_a_cnn.ipynb"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_without_outputs(path: Path) -> None:
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None, path.name
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_runs_top_to_bottom(
+    path: Path, tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LAYERSCOPE_NOTEBOOK_SMALL", "1")
+    monkeypatch.setenv("LAYERSCOPE_OUTPUT_DIR", str(tmp_path / "outputs"))
+    monkeypatch.setenv("LAYERSCOPE_DATA_DIR", str(data_dir))
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend, as in Jupyter
+    monkeypatch.delenv("LAYERSCOPE_CKPT", raising=False)
+    notebook = nbformat.read(path, as_version=4)
+    # Runs in the notebooks/ folder as a learner's Jupyter would; a failing cell raises here.
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    figures = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs
+               if "image/png" in o.get("data", {})]
+    assert figures, "the notebook drew no figure"
+    assert not (REPO / "notebooks" / "outputs").exists()  # runs went to LAYERSCOPE_OUTPUT_DIR
