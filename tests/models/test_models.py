@@ -85,3 +85,14 @@ def test_bad_widths_are_user_errors() -> None:
         ShallowCNN((8,))
     with pytest.raises(UserError, match=r"model\.hidden"):
         MLP(())
+
+
+def test_resnet_ablations_swap_activation_and_batchnorm() -> None:
+    sigmoid = resnet(20, 3, 10, 32, activation="sigmoid")
+    assert all(isinstance(m, nn.Sigmoid) for name, m in sigmoid.named_layers() if name != "fc")
+    bare = resnet(20, 3, 10, 32, batch_norm=False)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in bare.modules())
+    assert all(m.bias is not None for m in bare.modules() if isinstance(m, nn.Conv2d))  # biases return
+    assert len(bare.named_layers()) == 20 and bare(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(UserError, match=r"model\.activation=swish is not known"):
+        resnet(20, activation="swish")

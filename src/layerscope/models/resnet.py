@@ -47,20 +47,39 @@ class PadShortcut(nn.Module):
         return x
 
 
+ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+
+
+def activation_layer(name: str) -> nn.Module:
+    """The activation called ``name``; ReLU unless an ablation asks for the older ones."""
+    if name not in ACTIVATIONS:
+        raise UserError(f"model.activation={name} is not known: choose one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def norm_layer(channels: int, batch_norm: bool) -> nn.Module:
+    """BatchNorm, or nothing at all for the ablation that shows what BatchNorm is for."""
+    return nn.BatchNorm2d(channels) if batch_norm else nn.Identity()
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 conv-BN layers; ``relu1`` and ``relu2`` are the two layers' outputs.
 
     With ``residual=False`` the block is He et al.'s plain baseline: the same layers, no shortcut.
+    ``activation`` and ``batch_norm`` exist for ablations (the modules keep their ``relu`` names).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, residual: bool) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int, residual: bool,
+        activation: str = "relu", batch_norm: bool = True,
+    ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.relu2 = nn.ReLU()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=not batch_norm)
+        self.bn1 = norm_layer(out_channels, batch_norm)
+        self.relu1 = activation_layer(activation)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=not batch_norm)
+        self.bn2 = norm_layer(out_channels, batch_norm)
+        self.relu2 = activation_layer(activation)
         self.shortcut = PadShortcut(in_channels, out_channels, stride) if residual else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,6 +100,8 @@ class CifarResNet(nn.Module):
         num_classes: int = 10,
         image_size: int = 32,
         residual: bool = True,
+        activation: str = "relu",
+        batch_norm: bool = True,
     ) -> None:
         super().__init__()
         n = blocks_per_stage(depth)
@@ -88,9 +109,9 @@ class CifarResNet(nn.Module):
             raise UserError(f"data.image_size={image_size} is too small: ResNets need 8 or more")
         self.depth = depth
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, STAGE_WIDTHS[0], 3, 1, 1, bias=False),
-            nn.BatchNorm2d(STAGE_WIDTHS[0]),
-            nn.ReLU(),
+            nn.Conv2d(in_channels, STAGE_WIDTHS[0], 3, 1, 1, bias=not batch_norm),
+            norm_layer(STAGE_WIDTHS[0], batch_norm),
+            activation_layer(activation),
         )
         stages = []
         width = STAGE_WIDTHS[0]
@@ -98,7 +119,7 @@ class CifarResNet(nn.Module):
             blocks = []
             for block in range(n):
                 stride = 2 if index > 0 and block == 0 else 1
-                blocks.append(BasicBlock(width, out_width, stride, residual))
+                blocks.append(BasicBlock(width, out_width, stride, residual, activation, batch_norm))
                 width = out_width
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
@@ -131,14 +152,16 @@ class CifarResNet(nn.Module):
 
 
 def resnet(
-    depth: int = 20, in_channels: int = 3, num_classes: int = 10, image_size: int = 32
+    depth: int = 20, in_channels: int = 3, num_classes: int = 10, image_size: int = 32,
+    activation: str = "relu", batch_norm: bool = True,
 ) -> CifarResNet:
     """ResNet-``depth`` for small images (He et al. 2016, section 4.2): ``model=deep``."""
-    return CifarResNet(depth, in_channels, num_classes, image_size, residual=True)
+    return CifarResNet(depth, in_channels, num_classes, image_size, True, activation, batch_norm)
 
 
 def plain(
-    depth: int = 20, in_channels: int = 3, num_classes: int = 10, image_size: int = 32
+    depth: int = 20, in_channels: int = 3, num_classes: int = 10, image_size: int = 32,
+    activation: str = "relu", batch_norm: bool = True,
 ) -> CifarResNet:
     """The same network without shortcuts (He et al.'s plain baseline): ``model=plain``."""
-    return CifarResNet(depth, in_channels, num_classes, image_size, residual=False)
+    return CifarResNet(depth, in_channels, num_classes, image_size, False, activation, batch_norm)
