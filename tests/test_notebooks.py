@@ -15,7 +15,8 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
 def test_there_are_notebooks() -> None:
-    assert [n.name for n in NOTEBOOKS][:2] == ["01_neurons_weights_biases.ipynb", "02_inside_a_cnn.ipynb"]
+    assert [n.name for n in NOTEBOOKS] == [
+        "01_neurons_weights_biases.ipynb", "02_inside_a_cnn.ipynb", "03_why_deep_and_why_now.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
