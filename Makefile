@@ -8,7 +8,7 @@ DATA_STAMP := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 CHROMIUM_STAMP := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup dev system-packages train test lint tensorboard screenshots clean
+.PHONY: setup dev system-packages train test lint tensorboard screenshots notebooks clean
 
 setup: $(RUNTIME_STAMP)
 
@@ -44,6 +44,11 @@ test: dev system-packages lint
 
 tensorboard: setup
 	$(VENV)/bin/tensorboard --logdir outputs --samples_per_plugin images=100
+
+# The teaching notebooks in JupyterLab (installs it into .venv on first use).
+notebooks: setup
+	$(PY) -m pip install --quiet -e '.[notebooks]'
+	$(VENV)/bin/jupyter lab notebooks/
 
 # Screenshots of a run's layer views in TensorBoard: make screenshots RUN=outputs/DATE/TIME
 screenshots: dev system-packages
