@@ -1,0 +1,31 @@
+"""A real 2-process DistributedDataParallel run on CPU (gloo): one run folder, rank zero writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.apps.test_train_cli import run_train
+from tests.conftest import TINY_SHAPES
+
+
+def test_two_process_cpu_ddp_writes_one_run(tmp_path: Path, data_dir: Path) -> None:
+    run_dir = tmp_path / "run"
+    result = run_train(
+        "debug=fast", *TINY_SHAPES, "model.depth=8", "trainer=ddp", "trainer.accelerator=cpu",
+        "trainer.devices=2", f"hydra.run.dir={run_dir}", data_dir=data_dir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert 0.0 <= metrics["test/acc"] <= 1.0 and metrics["epochs"] == 1
+    events = sorted((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert len({e.name.split(".")[-2] for e in events}) == 1  # one writing process (rank zero)
+    accumulator = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})
+    accumulator.Reload()
+    feature_maps = [t for t in accumulator.Tags()["images"] if t.startswith("feature_maps/")]
+    assert len(feature_maps) == 8  # insight ran, on rank zero only
+    assert [e.step for e in accumulator.Images(feature_maps[0])] == [0, 1]
+    assert result.stdout.count("Run folder:") == 1  # one summary, from rank zero
