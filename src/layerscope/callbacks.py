@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+
+from layerscope.errors import UserError
 
 
 class TrainSpeedMonitor(L.Callback):
@@ -52,3 +55,27 @@ class TrainSpeedMonitor(L.Callback):
     @property
     def images_per_second(self) -> float:
         return self.images / self.seconds if self.seconds > 0 else 0.0
+
+
+class StopOnNonFiniteLoss(L.Callback):
+    """Stops training at the first NaN or infinite training loss, saying where and why.
+
+    Nothing is saved after that step, so the last good checkpoint stays as it was. (The check
+    reads the loss on the host each step; the progress bar already does.)
+    """
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if not isinstance(loss, torch.Tensor) or bool(torch.isfinite(loss).all()):
+            return
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
+        checkpoint = trainer.checkpoint_callback
+        last = Path(checkpoint.dirpath) / "last.ckpt" if checkpoint and checkpoint.dirpath else None
+        kept = f"the last good checkpoint is {last}" if last and last.exists() else "none was saved yet"
+        raise UserError(
+            f"training stopped: the loss became {loss.item()} at step {trainer.global_step} "
+            f"(epoch {trainer.current_epoch}), most likely because the learning rate ({lr:.3g} then) is "
+            f"too high: lower optimizer.lr and start again; {kept}"
+        )

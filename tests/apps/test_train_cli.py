@@ -132,3 +132,15 @@ def test_train_on_an_image_folder(compose_train: Callable[..., DictConfig], tmp_
     assert metrics["test/acc"] == 1.0  # two flat colours: trivially separable
     checkpoint = torch.load(metrics["best_checkpoint"], weights_only=True)
     assert checkpoint["hyper_parameters"]["data_info"]["classes"] == ["blue", "red"]
+
+
+def test_a_diverging_run_stops_at_the_first_nan_and_names_the_cause(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    result = run_train("debug=fast", *TINY_SHAPES, "model.depth=8", "scheduler=none", "optimizer.lr=1e8",
+                       f"hydra.run.dir={run_dir}", data_dir=tmp_path)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1
+    assert "the loss became nan at step" in errors[0] or "the loss became inf at step" in errors[0]
+    assert "learning rate (1e+08 then) is too high: lower optimizer.lr" in errors[0]
+    assert not (run_dir / "metrics.json").exists()  # the run did not finish
