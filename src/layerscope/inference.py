@@ -8,7 +8,7 @@ file carrying a pickled payload is refused before any of it runs.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,9 +137,8 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Cla
     return Classifier(model, hparams["data_info"], device)
 
 
-def image_files(root: Path, suffixes: Iterable[str] | None = None) -> list[Path]:
-    """The files under ``root`` (a file, or a folder searched recursively), sorted."""
+def image_files(root: Path) -> list[Path]:
+    """The files under ``root`` (a file, or a folder searched recursively), sorted; hidden ones skipped."""
     if root.is_file():
         return [root]
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
-    return [p for p in files if suffixes is None or p.suffix.lower() in suffixes]
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))

@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from layerscope.apps.cli import register_resolvers
-from layerscope.apps.train import train
+from layerscope.apps.train import train_with
 from tests.conftest import CONF, TINY_SHAPES
 
 EPOCHS = 2
@@ -22,11 +20,7 @@ SMALL_INSIGHT = ["insight.weights.every_n_steps=4", "insight.top_patches.sample_
 
 
 def _train(run_dir: Path, data_dir: Path, *overrides: str) -> dict:
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[f"paths.data_dir={data_dir}", f"paths.output_dir={run_dir}",
-                                          *SMALL_RUN, *overrides])
-    return train(cfg)
+    return train_with([*SMALL_RUN, *overrides], output_dir=run_dir, data_dir=data_dir, config_dir=CONF)
 
 
 @pytest.fixture(scope="session")

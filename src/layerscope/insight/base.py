@@ -112,6 +112,7 @@ class _ValidationRecorder:
         loader = trainer.val_dataloaders
         loader = loader[0] if isinstance(loader, list | tuple) else loader
         self._batches = list(loader.sampler) if loader is not None else []
+        self._labels = trainer.datamodule.val.labels
         layers = named_layers(pl_module.model)
         self.collector = StatsCollector(len(layers))
         self.collector.rows = 0  # record nothing outside validation batches (other views' passes)
@@ -124,22 +125,19 @@ class _ValidationRecorder:
         self._last_batch = batch_idx
         rows = min(len(batch[1]), self.size - self.seen)
         index = self._batches[batch_idx] if batch_idx < len(self._batches) else None
-        if rows <= 0 or self.failed or not isinstance(index, torch.Tensor) or len(index) < rows:
+        known = isinstance(index, torch.Tensor) and len(index) >= rows
+        if known and rows > 0 and not torch.equal(self._labels[index[:rows]], batch[1][:rows].cpu()):
+            known = False  # the batch is not the images we think it is
+        if rows <= 0 or self.failed or not known:
             self.failed = self.failed or rows > 0
             self.collector.rows = 0
             return
         self.collector.rows = rows
         self.indices.append(index[:rows])
         self.seen += rows
-        self._labels_seen = batch[1][:rows].cpu()
 
     def after_batch(self) -> None:
         self.collector.rows = 0
-
-    def check(self, trainer: L.Trainer) -> None:
-        if self.indices and not self.failed:
-            expected = trainer.datamodule.val.labels[self.indices[-1]]
-            self.failed = not torch.equal(expected, self._labels_seen)
 
     def close(self) -> None:
         self._hooks.close()
@@ -186,7 +184,6 @@ class SampleView(EpochView):
         recorder = _recorders.get(trainer)
         if recorder is not None:
             recorder.on_batch(batch, batch_idx)
-            recorder.check(trainer)
 
     def on_validation_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int,
@@ -213,11 +210,19 @@ class SampleView(EpochView):
         return self._anatomy
 
 
+def model_input(trainer: L.Trainer, pl_module: L.LightningModule, images: torch.Tensor) -> torch.Tensor:
+    """Stored uint8 images as the model sees them: on its device, normalised."""
+    return trainer.datamodule.preprocess(images.to(pl_module.device))
+
+
+def example_input(trainer: L.Trainer, pl_module: L.LightningModule) -> torch.Tensor:
+    """The first validation image, ready for the model: what traces of the model run on."""
+    return model_input(trainer, pl_module, trainer.datamodule.val.images[:1])
+
+
 def model_anatomy(trainer: L.Trainer, pl_module: L.LightningModule) -> list[LayerAnatomy]:
     """Each named layer's parameters and receptive field, traced with one validation image."""
-    datamodule = trainer.datamodule
-    example = datamodule.preprocess(datamodule.val.images[:1].to(pl_module.device))
-    return trace_anatomy(pl_module.model, example)
+    return trace_anatomy(pl_module.model, example_input(trainer, pl_module))
 
 
 def _stop_recording(trainer: L.Trainer) -> _ValidationRecorder | None:
@@ -242,15 +247,12 @@ def validation_sample(
     cached = _cache.get(trainer)
     if cached is not None and cached[0] == key:
         return cached[1]
-    datamodule = trainer.datamodule
-    val = datamodule.val
+    val = trainer.datamodule.val
     images, labels = val.images[:size], val.labels[:size]
     parts = None if val.parts is None else val.parts[:size]
-
-    def forward(batch: torch.Tensor) -> torch.Tensor:
-        return pl_module(datamodule.preprocess(batch.to(pl_module.device)))
-
-    stats, _ = layer_stats(forward, pl_module.model, images, batch_size)
+    stats, _ = layer_stats(
+        lambda batch: pl_module(model_input(trainer, pl_module, batch)), pl_module.model, images, batch_size
+    )
     sample = Sample(images, labels, parts, stats)
     _cache[trainer] = (key, sample)
     return sample

@@ -7,7 +7,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
-from layerscope.insight.base import EpochView
+from layerscope.insight.base import EpochView, model_input
 from layerscope.insight.capture import forward_batches, inspection_mode, layer_hooks, layer_tag, named_layers
 
 
@@ -30,8 +30,7 @@ class FeatureMaps(EpochView):
     def draw(
         self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
     ) -> None:
-        datamodule = trainer.datamodule
-        val = datamodule.val
+        val = trainer.datamodule.val
         images = val.images[probe_indices(val.labels, self.images_per_class)]
         layers = named_layers(pl_module.model)
         outputs: dict[int, torch.Tensor] = {}
@@ -40,7 +39,7 @@ class FeatureMaps(EpochView):
             outputs[index] = output[:, : self.max_channels].float().cpu()
 
         with inspection_mode(pl_module.model), layer_hooks(layers, keep):
-            forward_batches(lambda b: pl_module(datamodule.preprocess(b.to(pl_module.device))), images, 256)
+            forward_batches(lambda b: pl_module(model_input(trainer, pl_module, b)), images, 256)
         size = images.shape[-1]
         originals = render.display_images(images)
         for index, (name, _) in enumerate(layers):

@@ -13,7 +13,7 @@ import lightning as L
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from layerscope.insight.base import tensorboard_writer
+from layerscope.insight.base import example_input, tensorboard_writer
 from layerscope.insight.capture import inspection_mode, layer_tag, named_layers
 
 log = logging.getLogger(__name__)
@@ -121,8 +121,7 @@ class Guide(L.Callback):
 
     @staticmethod
     def _add_graph(writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        datamodule = trainer.datamodule
-        example = datamodule.preprocess(datamodule.val.images[:1].to(pl_module.device))
+        example = example_input(trainer, pl_module)
         try:
             with inspection_mode(pl_module.model), warnings.catch_warnings():
                 # TensorBoard's graph export still goes through torch.jit.trace, now deprecated.
