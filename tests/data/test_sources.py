@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +137,21 @@ def test_image_folder_errors(tmp_path: Path) -> None:
     (tmp_path / "other").mkdir()
     with pytest.raises(UserError, match="no readable images"):
         ImageFolderSource(str(tmp_path)).load()
+
+
+def test_processes_sharing_a_data_folder_download_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DDP ranks (here threads, which the file lock keeps apart the same way) download once."""
+    downloads = []
+
+    def slow_download(self: tv_sets.IdxSource, tv_name: str, searched: list[Path]) -> None:
+        downloads.append(tv_name)
+        time.sleep(0.5)  # long enough for the other loader to arrive and wait
+        write_fake_mnist(self.root / tv_name / "raw")
+
+    monkeypatch.setattr(tv_sets.IdxSource, "_download", slow_download)
+    with ThreadPoolExecutor(2) as pool:
+        loaded = list(pool.map(lambda _: tv_sets.IdxSource(str(tmp_path), "mnist").load(), range(2)))
+    assert downloads == ["MNIST"]
+    assert all(torch.equal(s.train.images, loaded[0].train.images) for s in loaded)

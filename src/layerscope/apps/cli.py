@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+import shlex
 import shutil
 import sys
 from collections.abc import Callable
@@ -12,11 +12,14 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from layerscope.checkpointing import TrainingInterrupted
 from layerscope.data.imagefolder import class_names
 from layerscope.errors import UserError
+from layerscope.files import write_atomically
 
 EXIT_USER_ERROR = 2
 
@@ -47,6 +50,22 @@ def check_group_choices(config_dir: Path, overrides: list[str]) -> None:
         for choice in value.split(","):
             if choice not in options and choice != "null":
                 raise UserError(f"{key}={choice} is not an option: choose one of {', '.join(options)}")
+
+
+def check_output_folders(overrides: list[str]) -> None:
+    """Create ``hydra.run.dir`` / ``hydra.sweep.dir`` given on the command line, or say in one line why not.
+
+    (Hydra would otherwise fail on them with a traceback.)
+    """
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if sep and key in ("hydra.run.dir", "hydra.sweep.dir") and "${" not in value:
+            try:
+                Path(value).expanduser().mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise UserError(
+                    f"{key}={value} cannot be created ({err.strerror or err}): choose a writable folder"
+                ) from err
 
 
 def user_error_message(err: BaseException) -> str | None:
@@ -84,15 +103,23 @@ def discard_unfinished_run(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def continue_command(checkpoint: Path) -> str:
+    """The command line that continues an interrupted run from ``checkpoint``."""
+    hydra_cfg = HydraConfig.get()
+    program = Path(sys.argv[0]).name
+    program = f"python {program}" if program.endswith(".py") else program
+    replaced = ("resume", "ckpt_path")
+    kept = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+~") not in replaced]
+    if hydra_cfg.mode == RunMode.MULTIRUN:  # a sweep job: continue it as a run of its own
+        extra = [f"ckpt_path={checkpoint}"]
+    else:
+        extra = [f"hydra.run.dir={hydra_cfg.runtime.output_dir}", "resume=auto"]
+    return " ".join([program, *(shlex.quote(o) for o in [*kept, *extra])])
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON to a temporary file beside ``path``, then rename: never half a file."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write JSON so that ``path`` is never half a file."""
+    write_atomically(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
 def run_hydra(
@@ -105,12 +132,17 @@ def run_hydra(
     register_resolvers()
     try:
         check_group_choices(config_dir, sys.argv[1:])
+        check_output_folders(sys.argv[1:])
     except UserError as err:
         fail(str(err))
 
     def guarded(cfg: DictConfig) -> Any:
         try:
             return task(cfg)
+        except TrainingInterrupted as err:
+            how = f"; continue with:\n  {continue_command(err.checkpoint)}" if err.checkpoint else ""
+            print(f"\n{err}{how}", file=sys.stderr, flush=True)
+            sys.exit(128 + err.signum)
         except Exception as err:
             message = user_error_message(err)
             if message is None:

@@ -14,6 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from layerscope.apps.cli import default_config_dir, register_resolvers, run_hydra, write_json_atomic
 from layerscope.callbacks import TrainSpeedMonitor
+from layerscope.errors import UserError
+from layerscope.files import remove_unfinished
+from layerscope.inference import read_checkpoint
 from layerscope.insight.hparams import log_hparams
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
 
+    resume_from = _checkpoint_to_resume(cfg, run_dir)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     model_config = OmegaConf.to_container(cfg.model, resolve=True)
@@ -43,12 +47,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
     )
+    if resume_from:
+        _check_same_setup(resume_from, model_config, datamodule.info)
     callbacks = _instantiate_all(cfg.get("callbacks")) + _instantiate_all(cfg.get("insight"))
     loggers = _instantiate_all(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     fit_started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     fit_seconds = time.perf_counter() - fit_started
 
     metrics: dict[str, Any] = {}
@@ -76,6 +82,37 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         write_json_atomic(run_dir / "metrics.json", metrics)
         _print_summary(run_dir, metrics)
     return metrics
+
+
+def _checkpoint_to_resume(cfg: DictConfig, run_dir: Path) -> str | None:
+    """``ckpt_path``, or with ``resume=auto`` this run folder's ``last.ckpt`` if there is one."""
+    resume, ckpt_path = cfg.get("resume"), cfg.get("ckpt_path")
+    if resume not in (False, None, "auto"):
+        raise UserError(f"resume={resume} is not an option: use resume=auto or leave it out")
+    if resume == "auto" and ckpt_path:
+        raise UserError("give either ckpt_path=... or resume=auto, not both")
+    if resume == "auto":
+        last = run_dir / "checkpoints" / "last.ckpt"
+        for stale in remove_unfinished(last.parent):
+            log.info("Removed %s, left by a save that was cut short", stale)
+        if not last.is_file():
+            log.info("resume=auto: no %s yet, starting afresh", last)
+            return None
+        ckpt_path = str(last)
+    if ckpt_path:
+        log.info("Resuming from %s", ckpt_path)
+    return ckpt_path or None
+
+
+def _check_same_setup(ckpt_path: str, model_config: Any, data_info: dict[str, Any]) -> None:
+    """A checkpoint continues only the training that made it: same model, same classes and shapes."""
+    saved = read_checkpoint(ckpt_path)["hyper_parameters"]  # a damaged or foreign file ends here
+    keys = ("classes", "in_channels", "image_size")
+    if saved["model_config"] != model_config or any(saved["data_info"].get(k) != data_info[k] for k in keys):
+        raise UserError(
+            f"{ckpt_path} was trained with another model or data ({saved['model_config'].get('_target_')} "
+            f"on {saved['data_info'].get('name')}): resume with the overrides that started it"
+        )
 
 
 def _print_summary(run_dir: Path, metrics: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,6 +30,7 @@ class ShuffledBatches(Sampler[torch.Tensor]):
         self.shuffle, self.drop_last = shuffle, drop_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
+        self.skip_batches = 0  # batches of this epoch already trained on: set when resuming part-way
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -42,7 +44,8 @@ class ShuffledBatches(Sampler[torch.Tensor]):
         return order[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        yield from self._batches(self._indices())
+        skip, self.skip_batches = self.skip_batches, 0
+        yield from itertools.islice(self._batches(self._indices()), skip, None)
 
     def _batches(self, order: torch.Tensor) -> Iterator[torch.Tensor]:
         stop = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
@@ -53,6 +56,38 @@ class ShuffledBatches(Sampler[torch.Tensor]):
         share = len(range(self.rank, self.size, self.world_size))
         full, rest = divmod(share, self.batch_size)
         return full if self.drop_last or rest == 0 else full + 1
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader whose position in the epoch goes into checkpoints, so a resume continues there.
+
+    Lightning saves ``state_dict()`` with every checkpoint and calls ``load_state_dict()`` when it
+    resumes. Our loaders have a length, so Lightning fetches without looking ahead: the batches
+    handed out so far are exactly the batches trained on.
+    """
+
+    sampler: ShuffledBatches
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._handed_out = 0
+        self._resume: dict[str, int] | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        # A generator: this runs at the first batch, after Lightning has called set_epoch.
+        resume, self._resume = self._resume, None
+        skip = resume["batches"] if resume and resume["epoch"] == self.sampler.epoch else 0
+        self.sampler.skip_batches = skip
+        self._handed_out = skip
+        for batch in super().__iter__():
+            self._handed_out += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "batches": self._handed_out}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume = dict(state)
 
 
 def _positive_int(key: str, value: Any, allow_none: bool = False, minimum: int = 1) -> None:
@@ -117,6 +152,8 @@ class ImageDataModule(L.LightningDataModule):
         self.test: LabelledImages | None = None
         self.mean: list[float] = []
         self.std: list[float] = []
+        self._train_loader: ResumableLoader | None = None
+        self._train_position: dict[str, int] | None = None  # from a checkpoint, until the loader exists
 
     # --- loading -----------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -181,7 +218,7 @@ class ImageDataModule(L.LightningDataModule):
         }
 
     # --- batches -----------------------------------------------------------------------------
-    def _loader(self, part: LabelledImages | None, train: bool) -> DataLoader:
+    def _loader(self, part: LabelledImages | None, train: bool) -> ResumableLoader:
         if part is None:
             raise RuntimeError("call setup() before asking for a data loader")
         rank = self.trainer.global_rank if self.trainer is not None else 0
@@ -191,13 +228,33 @@ class ImageDataModule(L.LightningDataModule):
             drop_last=train and len(part) // world >= self.batch_size,
             seed=self.seed, rank=rank, world_size=world,
         )
-        return DataLoader(
+        return ResumableLoader(
             TensorDataset(part.images, part.labels), sampler=sampler, batch_size=None,
             num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+            # Each new iterator draws a worker seed from this generator, not from torch's global
+            # one, which augmentation uses: so a resumed run draws exactly the same numbers.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train, train=True)
+        self._train_loader = self._loader(self.train, train=True)
+        if self._train_position is not None:
+            self._train_loader.load_state_dict(self._train_position)
+            self._train_position = None
+        return self._train_loader
+
+    # Lightning keeps a data module's state in checkpoints. The position lives here rather than
+    # in the loader's own state because Lightning builds the training loader before it restores
+    # a checkpoint whenever the schedule asks for the number of steps (OneCycle does).
+    def state_dict(self) -> dict[str, Any]:
+        return {"train_position": self._train_loader.state_dict()} if self._train_loader else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        position = state.get("train_position")
+        if position is not None and self._train_loader is not None:
+            self._train_loader.load_state_dict(position)
+        else:
+            self._train_position = position
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val, train=False)

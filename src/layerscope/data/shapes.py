@@ -15,13 +15,13 @@ with one seed each, so any prefix of the data set is the same whatever its total
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from layerscope.data.base import ImageSplits, LabelledImages
+from layerscope.files import one_at_a_time, torch_bytes, write_atomically
 
 FORMAT_VERSION = 2  # bump when the rendering changes, so stale caches are not reused
 CHUNK = 1000  # images per independently seeded chunk
@@ -261,14 +261,14 @@ class ShapesSource:
     def _cached(self, split: str, num_images: int) -> LabelledImages:
         name = f"{split}-{num_images}-{self.image_size}px-seed{self.seed}-v{FORMAT_VERSION}.pt"
         path = self.root / name
-        if path.exists():
-            saved = torch.load(path, weights_only=True)
-            return LabelledImages(saved["images"], saved["labels"], saved["parts"])
-        data = generate(num_images, self.image_size, self.seed, split)
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"images": data.images, "labels": data.labels, "parts": data.parts}, tmp)
-        os.replace(tmp, path)  # atomic: a crash never leaves a half-written cache behind
+        with one_at_a_time(self.root, name):  # DDP ranks: one renders, the others load its cache
+            if path.exists():
+                saved = torch.load(path, weights_only=True)
+                return LabelledImages(saved["images"], saved["labels"], saved["parts"])
+            data = generate(num_images, self.image_size, self.seed, split)
+            # Atomic: a crash never leaves a half-written cache behind.
+            saved_bytes = torch_bytes({"images": data.images, "labels": data.labels, "parts": data.parts})
+            write_atomically(path, saved_bytes)
         return data
 
     def load(self, max_train: int | None = None) -> ImageSplits:

@@ -9,6 +9,7 @@ import torch
 from layerscope.data.base import ImageSplits, LabelledImages
 from layerscope.data.idx import read_idx
 from layerscope.errors import UserError
+from layerscope.files import one_at_a_time
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = [
@@ -71,8 +72,12 @@ class IdxSource:
             splits = _load_idx_folder(folder)
             if splits is not None:
                 return ImageSplits(classes, splits["train"], splits["test"])
-        self._download(tv_name, [*local_dirs, *system_dirs])
-        splits = _load_idx_folder(self.root / tv_name / "raw")
+        raw = self.root / tv_name / "raw"
+        with one_at_a_time(self.root, tv_name):  # one process downloads; the others wait for it
+            splits = _load_idx_folder(raw)  # whoever held the lock before may have downloaded it
+            if splits is None:
+                self._download(tv_name, [*local_dirs, *system_dirs])
+                splits = _load_idx_folder(raw)
         assert splits is not None, "torchvision downloaded the files to an unexpected place"
         return ImageSplits(classes, splits["train"], splits["test"])
 
@@ -109,7 +114,8 @@ class Cifar10Source:
         splits = {}
         for split in ("train", "test"):
             try:
-                data = CIFAR10(str(self.root), train=split == "train", download=self.download)
+                with one_at_a_time(self.root, "cifar10"):  # one process downloads; the others wait
+                    data = CIFAR10(str(self.root), train=split == "train", download=self.download)
             except (OSError, RuntimeError) as err:
                 raise UserError(
                     f"CIFAR-10 is not in data.root={self.root} and could not be downloaded "

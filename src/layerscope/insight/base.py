@@ -62,7 +62,7 @@ class EpochView(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         writer = self._writer(trainer)
-        if writer is not None and self.before_training and trainer.current_epoch == 0:
+        if writer is not None and self.before_training and trainer.global_step == 0:
             self.draw(writer, trainer, pl_module, step=0)
 
     def _due(self, trainer: L.Trainer) -> int | None:
