@@ -66,7 +66,7 @@ class LastCheckpoint(L.Callback):
         self._saved_at: int | None = None
 
     def save(self, trainer: L.Trainer) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # everything a resume needs
         self._saved_at = trainer.global_step
 
     def on_train_batch_end(

@@ -10,17 +10,21 @@ import lightning as L
 
 
 class SignalAtStep(L.Callback):
-    """Sends ``signal`` to this process right after optimizer step ``step`` (a crash or a pre-emption)."""
+    """Sends ``signal`` to this process right after optimizer step ``step`` (a crash or a pre-emption).
 
-    def __init__(self, step: int, signal: str = "SIGKILL") -> None:
+    With ``rank`` set, only that DDP rank is signalled (as when one node is pre-empted).
+    """
+
+    def __init__(self, step: int, signal: str = "SIGKILL", rank: int | None = None) -> None:
         self.step = step
         self.signum = getattr(signal_module, signal)
+        self.rank = rank
         self.sent = False
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if trainer.global_step == self.step and not self.sent:
+        if trainer.global_step == self.step and not self.sent and self.rank in (None, trainer.global_rank):
             self.sent = True
             os.kill(os.getpid(), self.signum)
 

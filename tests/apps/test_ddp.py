@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.apps.test_train_cli import run_train
@@ -29,3 +30,22 @@ def test_two_process_cpu_ddp_writes_one_run(tmp_path: Path, data_dir: Path) -> N
     assert len(feature_maps) == 8  # insight ran, on rank zero only
     assert [e.step for e in accumulator.Images(feature_maps[0])] == [0, 1]
     assert result.stdout.count("Run folder:") == 1  # one summary, from rank zero
+
+
+def test_ddp_run_preempted_on_rank_zero_saves_once_and_resumes(tmp_path: Path, data_dir: Path) -> None:
+    """SIGTERM reaches rank zero only; both ranks stop at the same step, and resume=auto finishes."""
+    run_dir = tmp_path / "run"
+    # 4 steps per epoch on each of the 2 ranks; the signal comes mid-way through the first epoch.
+    ddp = ["debug=fast", *TINY_SHAPES, "model.depth=8", "insight=off", "trainer=ddp",
+           "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=2", f"hydra.run.dir={run_dir}"]
+    fault = ["+callbacks.fault._target_=tests.apps.faults.SignalAtStep", "+callbacks.fault.step=2",
+             "+callbacks.fault.signal=SIGTERM", "+callbacks.fault.rank=0"]
+    stopped = run_train(*ddp, *fault, data_dir=data_dir)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert stopped.stderr.count("stopped by SIGTERM at step 3 (epoch 0)") == 1  # one rank speaks
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+
+    resumed = run_train(*ddp, "resume=auto", data_dir=data_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and 0.0 <= metrics["test/acc"] <= 1.0

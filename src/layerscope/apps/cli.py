@@ -13,6 +13,7 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
@@ -140,8 +141,9 @@ def run_hydra(
         try:
             return task(cfg)
         except TrainingInterrupted as err:
-            how = f"; continue with:\n  {continue_command(err.checkpoint)}" if err.checkpoint else ""
-            print(f"\n{err}{how}", file=sys.stderr, flush=True)
+            if rank_zero_only.rank == 0:  # every DDP rank stops; one says so
+                how = f"; continue with:\n  {continue_command(err.checkpoint)}" if err.checkpoint else ""
+                print(f"\n{err}{how}", file=sys.stderr, flush=True)
             sys.exit(128 + err.signum)
         except Exception as err:
             message = user_error_message(err)

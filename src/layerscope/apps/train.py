@@ -54,14 +54,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     fit_started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    # Checkpoints hold tensors and plain values only: loading them can never run code.
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     fit_seconds = time.perf_counter() - fit_started
 
     metrics: dict[str, Any] = {}
     checkpoint = trainer.checkpoint_callback
     best_path = getattr(checkpoint, "best_model_path", "") or None
     if cfg.get("test") and not trainer.interrupted:
-        results = trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None)
+        results = trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True)
         metrics.update(results[0] if results else {})
     speed = next((c for c in callbacks if isinstance(c, TrainSpeedMonitor)), None)
     best_score = getattr(checkpoint, "best_model_score", None)
