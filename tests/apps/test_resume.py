@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,18 @@ def test_resume_auto_without_a_checkpoint_starts_afresh(
     assert "yet, starting afresh" in result.stdout + result.stderr
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))  # the killed save's leftovers are gone
     _assert_same_run(run_dir, reference)  # and the same seed gives the same run
+
+
+def test_resuming_a_finished_run_only_tests_again(uninterrupted: tuple[Path, Path], tmp_path: Path) -> None:
+    reference, data_dir = uninterrupted
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference, run_dir)
+    result = run_train(*RUN, f"hydra.run.dir={run_dir}", "resume=auto", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Training:        already finished (2 epochs)" in result.stdout
+    assert _metrics(run_dir)["train/img_per_s"] is None
+    for key in ("test/acc", "steps", "epochs"):
+        assert _metrics(run_dir)[key] == _metrics(reference)[key], key
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

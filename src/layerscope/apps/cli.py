@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -145,6 +146,9 @@ def run_hydra(
                 how = f"; continue with:\n  {continue_command(err.checkpoint)}" if err.checkpoint else ""
                 print(f"\n{err}{how}", file=sys.stderr, flush=True)
             sys.exit(128 + err.signum)
+        except KeyboardInterrupt:  # Ctrl-C outside the training loop: nothing there to save
+            print("\ninterrupted", file=sys.stderr, flush=True)
+            sys.exit(128 + signal.SIGINT)
         except Exception as err:
             message = user_error_message(err)
             if message is None:

@@ -70,7 +70,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "val/acc": float(best_score) if best_score is not None else None,
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
-        "train/img_per_s": round(speed.images_per_second, 1) if speed else None,
+        # None when this process trained nothing (a resume of a finished run only tests again).
+        "train/img_per_s": round(speed.images_per_second, 1) if speed and speed.images else None,
         "fit_seconds": round(fit_seconds, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
         "model": cfg.model._target_,
@@ -126,7 +127,9 @@ def _print_summary(run_dir: Path, metrics: dict[str, Any]) -> None:
         + (f"  (val/acc {val_acc:.4f})" if val_acc is not None else ""),
         f"Test accuracy:   {test_acc:.4f}" if test_acc is not None else "Test accuracy:   not run",
         f"Training speed:  {metrics.get('train/img_per_s')} images/s over "
-        f"{metrics.get('epochs')} epochs in {metrics.get('fit_seconds')} s",
+        f"{metrics.get('epochs')} epochs in {metrics.get('fit_seconds')} s"
+        if metrics.get("train/img_per_s")
+        else f"Training:        already finished ({metrics.get('epochs')} epochs)",
         f"Metrics:         {run_dir / 'metrics.json'}",
         f"TensorBoard:     tensorboard --logdir {run_dir}",
     ]
