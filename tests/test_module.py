@@ -61,9 +61,34 @@ def test_channels_last_gives_the_same_outputs() -> None:
     assert torch.allclose(a(x), b(x), atol=1e-5)
 
 
+def _training_step_and_gradients(module: ImageClassifier) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    module.log = lambda *args, **kwargs: None  # type: ignore[method-assign]  # no trainer here
+    module.optimizers = lambda: torch.optim.SGD(module.parameters(), lr=0.1)  # type: ignore[method-assign]
+    torch.manual_seed(1)
+    batch = (torch.randn(8, 3, 16, 16), torch.arange(8) % 4)
+    loss = module.training_step(batch, 0)
+    loss.backward()
+    return loss.detach(), [p.grad for p in module.parameters()]
+
+
+def test_compiled_training_step_agrees_with_eager() -> None:
+    torch.manual_seed(0)
+    eager = classifier("deep")
+    compiled = classifier("deep", compile=True)
+    compiled.load_state_dict(eager.state_dict())
+    for module in (eager, compiled):
+        module.setup("fit")
+    assert compiled._compiled_forward is not None and eager._compiled_forward is None
+    assert compiled.state_dict().keys() == eager.state_dict().keys()  # no second copy in checkpoints
+    eager_loss, eager_grads = _training_step_and_gradients(eager)
+    compiled_loss, compiled_grads = _training_step_and_gradients(compiled)
+    assert torch.allclose(eager_loss, compiled_loss, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(eager_grads, compiled_grads, strict=True))
+
+
 def test_hyperparameters_are_plain_and_rebuild_the_model() -> None:
     module = classifier("shallow", optimizer=functools.partial(torch.optim.SGD, lr=0.1))
-    assert set(module.hparams) == {"model_config", "data_info", "label_smoothing", "channels_last"}
+    assert set(module.hparams) == {"model_config", "data_info", "label_smoothing", "channels_last", "compile"}
     rebuilt = ImageClassifier(module.hparams["model_config"], module.hparams["data_info"])
     rebuilt.load_state_dict(module.state_dict())
 

@@ -31,6 +31,7 @@ class ImageClassifier(L.LightningModule):
         scheduler: SchedulerFactory | None = None,
         label_smoothing: float = 0.0,
         channels_last: bool = True,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         # Kept for checkpoints; the HPARAMS dashboard gets the run's settings with its final metrics
@@ -41,6 +42,10 @@ class ImageClassifier(L.LightningModule):
         self.scheduler_factory = scheduler
         self.label_smoothing = label_smoothing
         self.channels_last = channels_last
+        self.compile = compile
+        # With compile=True, training steps go through a torch.compile'd forward. Validation, test
+        # and the insight views stay eager, so their hooks see every layer.
+        self._compiled_forward: Callable[[torch.Tensor], torch.Tensor] | None = None
         num_classes = len(data_info["classes"])
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -49,6 +54,10 @@ class ImageClassifier(L.LightningModule):
     def setup(self, stage: str) -> None:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        if self.compile and stage == "fit":
+            # The bound forward, not the module: a compiled module would register itself as a
+            # second copy of the model in checkpoints.
+            self._compiled_forward = torch.compile(self.model.forward)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last and x.dim() == 4:
@@ -57,7 +66,9 @@ class ImageClassifier(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
-        logits = self(images)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        logits = (self._compiled_forward or self.model)(images)
         # The loss says how wrong the predictions are; Lightning backpropagates it and steps the
         # optimizer (gradient descent on every weight and bias).
         loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
