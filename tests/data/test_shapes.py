@@ -53,8 +53,8 @@ def test_objects_are_drawn() -> None:
 def test_source_caches_on_disk(tmp_path: Path) -> None:
     source = ShapesSource(str(tmp_path), num_train=300, num_test=100, image_size=24)
     first = source.load()
-    files = sorted(p.name for p in (tmp_path / "shapes").iterdir())
-    assert files == ["test-100-24px-seed0-v2.pt", "train-300-24px-seed0-v2.pt"]
+    files = sorted(p.name for p in (tmp_path / "shapes").iterdir() if not p.name.endswith(".lock"))
+    assert files == ["test-100-24px-seed0-v2.pt", "train-300-24px-seed0-v2.pt"]  # no temporary files
     again = source.load()
     assert torch.equal(first.train.images, again.train.images)
     assert first.train.images.shape[1:] == (3, 24, 24)
