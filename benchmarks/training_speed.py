@@ -1,0 +1,235 @@
+"""Training speed side by side: a raw PyTorch loop, the usual torchvision recipe, and layerscope.
+
+    python benchmarks/training_speed.py                     # ResNet-20 on Fashion-MNIST, 3 repeats
+    python benchmarks/training_speed.py --steps 60 --repeats 1
+
+Every row trains the same network (conf/model/deep.yaml, ResNet-20) on Fashion-MNIST with the
+same batch size, optimizer (SGD, Nesterov momentum, weight decay), one-cycle schedule and thread
+count, for the same number of steps:
+
+- raw loop:     plain PyTorch over uint8 batches in memory, batched crop+flip, channels_last;
+                no framework at all, the limit for this model on this machine.
+- usual recipe: torchvision's FashionMNIST with per-image transforms (RandomCrop, RandomHorizontalFlip,
+                ToTensor, Normalize) and a DataLoader with 2 workers, default memory format: what
+                tutorials and the Lightning+Hydra template do.
+- layerscope:   ``python train.py data=fashion_mnist`` as users run it, with insight=off and
+                insight=default (its train/img_per_s from metrics.json).
+
+Each row is timed from its first training step to its last, so start-up, data loading and
+validation are left out (each layerscope run's whole wall time is printed as well). The rows
+alternate within each repeat, so that noise from other work on the machine hits all alike; the
+table holds medians. The same run measures the machine's fp32 matmul peak and counts the FLOPs
+of one training step (forward and backward) with ``torch.utils.flop_counter``, so that each row's
+achieved FLOP/s can be read as a share of that peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from layerscope.data.augment import channel_stats, normalise, random_crop_flip
+from layerscope.data.torchvision_sets import DEBIAN_FASHION_MNIST, IdxSource
+from layerscope.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+BATCH, LR, MOMENTUM, WEIGHT_DECAY, PADDING = 128, 0.2, 0.9, 5e-4, 2  # as conf/ sets them
+MODEL = {"_target_": "layerscope.models.resnet", "depth": 20, "in_channels": 1, "num_classes": 10,
+         "image_size": 28}
+
+
+def optimizer_and_schedule(model: nn.Module, steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    """The optimizer and schedule of conf/optimizer/sgd.yaml and conf/scheduler/onecycle.yaml."""
+    params = list(model.parameters())
+    optimizer = torch.optim.SGD(
+        [{"params": [p for p in params if p.ndim > 1]},
+         {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}],
+        lr=LR, momentum=MOMENTUM, nesterov=True, weight_decay=WEIGHT_DECAY,
+    )
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=LR, total_steps=steps, pct_start=0.25, div_factor=25.0,
+        final_div_factor=1000.0, cycle_momentum=False,
+    )
+    return optimizer, schedule
+
+
+def timed_steps(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], model: nn.Module, steps: int,
+                channels_last: bool, warmup: int = 0) -> float:
+    """Train ``warmup`` untimed steps, then ``steps`` timed ones; returns the timed seconds."""
+    optimizer, schedule = optimizer_and_schedule(model, steps + warmup)
+    model.train()
+    started = None
+    for images, labels in batches:
+        if started is None and warmup == 0:
+            started = time.perf_counter()
+        warmup -= 1
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if started is not None:
+            steps -= 1
+            if steps == 0:
+                break
+    assert started is not None and steps == 0, "ran out of data"
+    return time.perf_counter() - started
+
+
+def raw_loop(steps: int, data: dict[str, Any], compile: bool = False) -> float:
+    images, labels, mean, std = data["images"], data["labels"], data["mean"], data["std"]
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(order) - BATCH + 1, BATCH):
+            index = order[start : start + BATCH]
+            yield normalise(random_crop_flip(images[index], PADDING, True), mean, std), labels[index]
+
+    model = build_model(MODEL).to(memory_format=torch.channels_last)
+    if not compile:
+        return steps * BATCH / timed_steps(batches(), model, steps, channels_last=True)
+    started = time.perf_counter()
+    seconds = timed_steps(batches(), torch.compile(model), steps, channels_last=True, warmup=3)
+    print(f"  torch.compile + 3 warm-up steps took {time.perf_counter() - started - seconds:.1f} s",
+          flush=True)
+    return steps * BATCH / seconds
+
+
+def usual_recipe(steps: int, data: dict[str, Any], root: Path) -> float:
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    transform = transforms.Compose([
+        transforms.RandomCrop(28, padding=PADDING), transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(), transforms.Normalize(data["mean"].tolist(), data["std"].tolist()),
+    ])
+    dataset = datasets.FashionMNIST(str(root), train=True, transform=transform, download=False)
+    loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=2, drop_last=True)
+    return steps * BATCH / timed_steps(iter(loader), build_model(MODEL), steps, channels_last=False)
+
+
+def layerscope_run(steps: int, insight: str, folder: Path) -> tuple[float, float]:
+    """(training images/s, whole wall time in s) of one ``python train.py`` run."""
+    shutil.rmtree(folder, ignore_errors=True)
+    command = [
+        sys.executable, str(REPO / "train.py"), "data=fashion_mnist", "model=deep", f"insight={insight}",
+        f"data.train_size={steps * BATCH}", "data.val_size=1000", "trainer.max_epochs=1", "test=false",
+        "trainer.enable_progress_bar=false", f"hydra.run.dir={folder}",
+    ]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    return json.loads((folder / "metrics.json").read_text())["train/img_per_s"], wall
+
+
+def matmul_peak(n: int = 4096, repeats: int = 10) -> float:
+    """fp32 FLOP/s of a large square matrix product: what the machine's BLAS reaches at best."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - started)
+    return 2 * n**3 / statistics.median(times)
+
+
+def training_flops_per_image() -> float:
+    """FLOPs of one training step's forward and backward pass, per image."""
+    model = build_model(MODEL).to(memory_format=torch.channels_last).train()
+    images = torch.randn(BATCH, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 10, (BATCH,))
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(images), labels).backward()
+    return counter.get_total_flops() / BATCH
+
+
+def load_fashion(work: Path) -> dict[str, Any]:
+    """The training images in memory, and the raw files where torchvision's FashionMNIST looks."""
+    splits = IdxSource(str(REPO / "data"), "fashion_mnist", download=False).load()
+    raw = work / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for packed in DEBIAN_FASHION_MNIST.glob("*.gz"):  # torchvision reads the unpacked files
+        target = raw / packed.stem
+        if not target.exists():
+            target.write_bytes(gzip.decompress(packed.read_bytes()))
+    mean, std = channel_stats(splits.train.images)
+    return {"images": splits.train.images, "labels": splits.train.labels,
+            "mean": torch.tensor(mean), "std": torch.tensor(std)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=100, help="training steps per row and repeat")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of all rows")
+    parser.add_argument("--compile", action="store_true",
+                        help="add a row: the raw loop with torch.compile (timed after 3 warm-up steps)")
+    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "benchmarks" / "training_speed")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    data = load_fashion(args.out / "torchvision")
+    rows: dict[str, Callable[[], float]] = {
+        "raw loop": lambda: raw_loop(args.steps, data),
+        "usual recipe": lambda: usual_recipe(args.steps, data, args.out / "torchvision"),
+    }
+    if args.compile:
+        rows["raw loop, torch.compile"] = lambda: raw_loop(args.steps, data, compile=True)
+    walls: dict[str, list[float]] = {"insight=off": [], "insight=default": []}
+    for insight in ("off", "default"):
+        def run(insight: str = insight) -> float:
+            speed, wall = layerscope_run(args.steps, insight, args.out / f"layerscope-{insight}")
+            walls[f"insight={insight}"].append(wall)
+            return speed
+        rows[f"layerscope, insight={insight}"] = run
+    speeds: dict[str, list[float]] = {name: [] for name in rows}
+    peaks = []
+    for repeat in range(args.repeats):
+        peaks.append(matmul_peak())
+        for name, row in rows.items():
+            speeds[name].append(row())
+            print(f"  repeat {repeat + 1}: {name:28s} {speeds[name][-1]:8.1f} images/s", flush=True)
+    report(args, {k: statistics.median(v) for k, v in speeds.items()}, statistics.median(peaks),
+           training_flops_per_image(), {k: statistics.median(v) for k, v in walls.items()}, speeds)
+
+
+def report(args: argparse.Namespace, speed: dict[str, float], peak: float, flops: float,
+           walls: dict[str, float], raw: dict[str, list[float]]) -> None:
+    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    print(f"\nResNet-20 on Fashion-MNIST, batch {BATCH}, {args.steps} steps x {args.repeats} repeats; "
+          f"{machine}, torch {torch.__version__}")
+    print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s; one training image: {flops / 1e6:.1f} MFLOP "
+          "(forward + backward)")
+    print(f"\n| {'row':28s} | images/s | vs raw loop | vs usual recipe | GFLOP/s | of peak |")
+    print(f"| {'---':28s} | ---: | ---: | ---: | ---: | ---: |")
+    for name, value in speed.items():
+        achieved = value * flops
+        print(f"| {name:28s} | {value:8.1f} | {value / speed['raw loop']:.2f}x | "
+              f"{value / speed['usual recipe']:.2f}x | {achieved / 1e9:.1f} | {achieved / peak:.0%} |")
+    for name, wall in walls.items():
+        print(f"layerscope {name}: {wall:.1f} s per run from process start to finish (median)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(
+        {"images_per_s": raw, "matmul_peak_flops": peak, "training_flops_per_image": flops,
+         "layerscope_wall_s": walls, "steps": args.steps, "machine": machine,
+         "torch": torch.__version__}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
