@@ -30,7 +30,7 @@ from layerscope.files import torch_bytes, write_atomically
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` to a temporary file beside the target, fsync, rename, fsync the folder.
+    """Serialise in memory, write a temporary file beside the target, fsync, rename, fsync the folder.
 
     A full disk or an unwritable folder ends in a :class:`UserError` that says so, with the
     temporary file removed and the previous checkpoint untouched.
@@ -60,7 +60,10 @@ class LastCheckpoint(L.Callback):
 
     def __init__(self, dirpath: str, every_n_train_steps: int = 0) -> None:
         if every_n_train_steps < 0:
-            raise UserError(f"every_n_train_steps={every_n_train_steps} must be 0 (epoch ends only) or more")
+            raise UserError(
+                f"callbacks.last_checkpoint.every_n_train_steps={every_n_train_steps} must be 0 "
+                "(epoch ends only) or a number of steps"
+            )
         self.path = Path(dirpath) / "last.ckpt"
         self.every_n_train_steps = every_n_train_steps
         self._saved_at: int | None = None
@@ -132,6 +135,9 @@ class SaveOnSignal(L.Callback):
     """
 
     def __init__(self, signals: tuple[str, ...] = ("SIGINT", "SIGTERM")) -> None:
+        unknown = [name for name in signals if name not in signal.Signals.__members__]
+        if unknown:
+            raise UserError(f"callbacks.save_on_signal.signals: {', '.join(unknown)} is not a signal name")
         self.signals = [signal.Signals[name] for name in signals]
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
