@@ -86,9 +86,24 @@ def test_compiled_training_step_agrees_with_eager() -> None:
     assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(eager_grads, compiled_grads, strict=True))
 
 
+def test_test_time_flip_averages_the_image_and_its_mirror() -> None:
+    torch.manual_seed(0)
+    plain = classifier("deep").eval()
+    flipping = classifier("deep", test_time_flip=True).eval()
+    flipping.load_state_dict(plain.state_dict())
+    for module in (plain, flipping):
+        module.log = lambda *args, **kwargs: None  # type: ignore[method-assign]  # no trainer here
+    images, labels = torch.randn(4, 3, 16, 16), torch.arange(4)
+    expected = (plain(images) + plain(images.flip(-1))) / 2
+    with torch.no_grad():
+        assert torch.allclose(flipping.test_step((images, labels), 0), expected, atol=1e-6)
+        assert torch.allclose(flipping.validation_step((images, labels), 0), plain(images), atol=1e-6)
+
+
 def test_hyperparameters_are_plain_and_rebuild_the_model() -> None:
     module = classifier("shallow", optimizer=functools.partial(torch.optim.SGD, lr=0.1))
-    assert set(module.hparams) == {"model_config", "data_info", "label_smoothing", "channels_last", "compile"}
+    assert set(module.hparams) == {"model_config", "data_info", "label_smoothing", "channels_last", "compile",
+                                   "test_time_flip"}
     rebuilt = ImageClassifier(module.hparams["model_config"], module.hparams["data_info"])
     rebuilt.load_state_dict(module.state_dict())
 

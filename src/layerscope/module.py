@@ -32,6 +32,7 @@ class ImageClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         channels_last: bool = True,
         compile: bool = False,
+        test_time_flip: bool = False,
     ) -> None:
         super().__init__()
         # Kept for checkpoints; the HPARAMS dashboard gets the run's settings with its final metrics
@@ -43,6 +44,7 @@ class ImageClassifier(L.LightningModule):
         self.label_smoothing = label_smoothing
         self.channels_last = channels_last
         self.compile = compile
+        self.test_time_flip = test_time_flip
         # With compile=True, training steps go through a torch.compile'd forward. Validation, test
         # and the insight views stay eager, so their hooks see every layer.
         self._compiled_forward: Callable[[torch.Tensor], torch.Tensor] | None = None
@@ -81,6 +83,10 @@ class ImageClassifier(L.LightningModule):
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         images, labels = batch
         logits = self(images)
+        if stage == "test" and self.test_time_flip:
+            # Test-time augmentation: the image and its mirror image vote (averaged logits). Test
+            # only: validation passes feed the insight views, which expect one pass per batch.
+            logits = (logits + self(images.flip(-1))) / 2
         loss = F.cross_entropy(logits, labels)
         metric = self.val_acc if stage == "val" else self.test_acc
         metric(logits, labels)
