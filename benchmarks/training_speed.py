@@ -46,6 +46,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from layerscope.data.augment import channel_stats, normalise, random_crop_flip
 from layerscope.data.torchvision_sets import DEBIAN_FASHION_MNIST, IdxSource
 from layerscope.models import build_model
+from layerscope.module import weight_decay_groups
+from layerscope.schedules import one_cycle
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH, LR, MOMENTUM, WEIGHT_DECAY, PADDING = 128, 0.2, 0.9, 5e-4, 2  # as conf/ sets them
@@ -55,17 +57,9 @@ MODEL = {"_target_": "layerscope.models.resnet", "depth": 20, "in_channels": 1, 
 
 def optimizer_and_schedule(model: nn.Module, steps: int) -> tuple[torch.optim.Optimizer, Any]:
     """The optimizer and schedule of conf/optimizer/sgd.yaml and conf/scheduler/onecycle.yaml."""
-    params = list(model.parameters())
-    optimizer = torch.optim.SGD(
-        [{"params": [p for p in params if p.ndim > 1]},
-         {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}],
-        lr=LR, momentum=MOMENTUM, nesterov=True, weight_decay=WEIGHT_DECAY,
-    )
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=LR, total_steps=steps, pct_start=0.25, div_factor=25.0,
-        final_div_factor=1000.0, cycle_momentum=False,
-    )
-    return optimizer, schedule
+    optimizer = torch.optim.SGD(weight_decay_groups(model), lr=LR, momentum=MOMENTUM, nesterov=True,
+                                weight_decay=WEIGHT_DECAY)
+    return optimizer, one_cycle(optimizer, total_steps=steps)
 
 
 def timed_steps(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], model: nn.Module, steps: int,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 
+from layerscope.checkpointing import last_checkpoint
 from layerscope.errors import UserError
 
 
@@ -71,9 +71,9 @@ class StopOnNonFiniteLoss(L.Callback):
         if not isinstance(loss, torch.Tensor) or bool(torch.isfinite(loss).all()):
             return
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
-        checkpoint = trainer.checkpoint_callback
-        last = Path(checkpoint.dirpath) / "last.ckpt" if checkpoint and checkpoint.dirpath else None
-        kept = f"the last good checkpoint is {last}" if last and last.exists() else "none was saved yet"
+        last = last_checkpoint(trainer)
+        saved = last is not None and last.path.exists()
+        kept = f"the last good checkpoint is {last.path}" if saved else "none was saved yet"
         raise UserError(
             f"training stopped: the loss became {loss.item()} at step {trainer.global_step} "
             f"(epoch {trainer.current_epoch}), most likely because the learning rate ({lr:.3g} then) is "

@@ -83,6 +83,11 @@ class LastCheckpoint(L.Callback):
         self.save(trainer)
 
 
+def last_checkpoint(trainer: L.Trainer) -> LastCheckpoint | None:
+    """The run's :class:`LastCheckpoint` callback, if it has one."""
+    return next((c for c in trainer.callbacks if isinstance(c, LastCheckpoint)), None)
+
+
 class RandomState(L.Callback):
     """Saves Python's, NumPy's and torch's (CPU and CUDA) generator states; restores them on resume.
 
@@ -188,7 +193,7 @@ class SaveOnSignal(L.Callback):
         signum = self._pending(trainer)
         if signum is None:
             return
-        last = next((c for c in trainer.callbacks if isinstance(c, LastCheckpoint)), None)
+        last = last_checkpoint(trainer)
         if last is not None:
             last.save(trainer)
         path = last.path if last else None

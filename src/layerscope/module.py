@@ -16,6 +16,18 @@ OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
 
+def weight_decay_groups(model: torch.nn.Module) -> list[dict[str, Any]]:
+    """Optimizer parameter groups: weight decay on connection weights, none on the 1-D parameters.
+
+    Decaying biases and BatchNorm scales only hurts accuracy.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in params if p.ndim > 1]},
+        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+    ]
+
+
 class ImageClassifier(L.LightningModule):
     """Wraps a model from ``layerscope.models`` for training.
 
@@ -61,16 +73,18 @@ class ImageClassifier(L.LightningModule):
             # second copy of the model in checkpoints.
             self._compiled_forward = torch.compile(self.model.forward)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the memory layout the model's weights use."""
         if self.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.model(x)
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self._layout(x))
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        logits = (self._compiled_forward or self.model)(images)
+        logits = (self._compiled_forward or self.model)(self._layout(images))
         # The loss says how wrong the predictions are; Lightning backpropagates it and steps the
         # optimizer (gradient descent on every weight and bias).
         loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
@@ -103,14 +117,7 @@ class ImageClassifier(L.LightningModule):
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
             raise RuntimeError("ImageClassifier needs an optimizer factory to train")
-        # Weight decay shrinks connection weights only: decaying biases and BatchNorm scales
-        # (the 1-D parameters) only hurts accuracy.
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        groups = [
-            {"params": [p for p in params if p.ndim > 1]},
-            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
-        ]
-        optimizer = self.optimizer_factory(groups)
+        optimizer = self.optimizer_factory(weight_decay_groups(self.model))
         if self.scheduler_factory is None:
             return optimizer
         total_steps = int(self.trainer.estimated_stepping_batches)
