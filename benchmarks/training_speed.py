@@ -2,6 +2,7 @@
 
     python benchmarks/training_speed.py                     # ResNet-20 on Fashion-MNIST, 3 repeats
     python benchmarks/training_speed.py --steps 60 --repeats 1
+    python benchmarks/training_speed.py --ablations         # + rows that undo one default each
 
 Every row trains the same network (conf/model/deep.yaml, ResNet-20) on Fashion-MNIST with the
 same batch size, optimizer (SGD, Nesterov momentum, weight decay), one-cycle schedule and thread
@@ -63,7 +64,7 @@ def optimizer_and_schedule(model: nn.Module, steps: int) -> tuple[torch.optim.Op
 
 
 def timed_steps(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], model: nn.Module, steps: int,
-                channels_last: bool, warmup: int = 0) -> float:
+                channels_last: bool, warmup: int = 0, bf16: bool = False) -> float:
     """Train ``warmup`` untimed steps, then ``steps`` timed ones; returns the timed seconds."""
     optimizer, schedule = optimizer_and_schedule(model, steps + warmup)
     model.train()
@@ -74,7 +75,8 @@ def timed_steps(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], model: nn.
         warmup -= 1
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        loss = F.cross_entropy(model(images), labels)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -87,7 +89,8 @@ def timed_steps(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], model: nn.
     return time.perf_counter() - started
 
 
-def raw_loop(steps: int, data: dict[str, Any], compile: bool = False) -> float:
+def raw_loop(steps: int, data: dict[str, Any], compile: bool = False, channels_last: bool = True,
+             bf16: bool = False) -> float:
     images, labels, mean, std = data["images"], data["labels"], data["mean"], data["std"]
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
 
@@ -96,9 +99,11 @@ def raw_loop(steps: int, data: dict[str, Any], compile: bool = False) -> float:
             index = order[start : start + BATCH]
             yield normalise(random_crop_flip(images[index], PADDING, True), mean, std), labels[index]
 
-    model = build_model(MODEL).to(memory_format=torch.channels_last)
+    model = build_model(MODEL)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     if not compile:
-        return steps * BATCH / timed_steps(batches(), model, steps, channels_last=True)
+        return steps * BATCH / timed_steps(batches(), model, steps, channels_last, bf16=bf16)
     started = time.perf_counter()
     seconds = timed_steps(batches(), torch.compile(model), steps, channels_last=True, warmup=3)
     print(f"  torch.compile + 3 warm-up steps took {time.perf_counter() - started - seconds:.1f} s",
@@ -119,13 +124,13 @@ def usual_recipe(steps: int, data: dict[str, Any], root: Path) -> float:
     return steps * BATCH / timed_steps(iter(loader), build_model(MODEL), steps, channels_last=False)
 
 
-def layerscope_run(steps: int, insight: str, folder: Path) -> tuple[float, float]:
+def layerscope_run(steps: int, insight: str, folder: Path, *extra: str) -> tuple[float, float]:
     """(training images/s, whole wall time in s) of one ``python train.py`` run."""
     shutil.rmtree(folder, ignore_errors=True)
     command = [
         sys.executable, str(REPO / "train.py"), "data=fashion_mnist", "model=deep", f"insight={insight}",
         f"data.train_size={steps * BATCH}", "data.val_size=1000", "trainer.max_epochs=1", "test=false",
-        "trainer.enable_progress_bar=false", f"hydra.run.dir={folder}",
+        "trainer.enable_progress_bar=false", f"hydra.run.dir={folder}", *extra,
     ]
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -175,6 +180,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="rounds of all rows")
     parser.add_argument("--compile", action="store_true",
                         help="add a row: the raw loop with torch.compile (timed after 3 warm-up steps)")
+    parser.add_argument("--ablations", action="store_true",
+                        help="add rows that undo one default each: NCHW memory format, bf16 autocast, "
+                             "2 loader workers")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "benchmarks" / "training_speed")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -192,6 +200,11 @@ def main() -> None:
             walls[f"insight={insight}"].append(wall)
             return speed
         rows[f"layerscope, insight={insight}"] = run
+    if args.ablations:  # each default undone on its own: what it is worth here
+        rows["raw loop, NCHW"] = lambda: raw_loop(args.steps, data, channels_last=False)
+        rows["raw loop, bf16 autocast"] = lambda: raw_loop(args.steps, data, bf16=True)
+        rows["layerscope, 2 loader workers"] = lambda: layerscope_run(
+            args.steps, "off", args.out / "layerscope-workers", "data.num_workers=2")[0]
     speeds: dict[str, list[float]] = {name: [] for name in rows}
     peaks = []
     for repeat in range(args.repeats):

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from layerscope.apps.train import train
 from layerscope.models import build_model
+from layerscope.timing import PHASES
 from tests.conftest import REPO, TINY_SHAPES
 
 
@@ -52,6 +53,19 @@ def test_run_folder_contract(finished_run: tuple[Path, str]) -> None:
     assert 0.0 <= metrics["test/acc"] <= 1.0 and metrics["train/img_per_s"] > 0
     assert f"Run folder:      {run_dir}" in stdout
     assert "checkpoints/best.ckpt" in stdout and "tensorboard --logdir" in stdout
+
+
+def test_the_run_says_where_its_time_went(finished_run: tuple[Path, str]) -> None:
+    run_dir, stdout = finished_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    phases = metrics["seconds_by_phase"]
+    assert set(phases) == set(PHASES)
+    # Every phase this run went through took time; together they are the run's whole time.
+    for phase in ("start-up", "training steps", "validation", "insight", "checkpoints", "test"):
+        assert phases[phase] > 0, (phase, phases)
+    assert sum(phases.values()) == pytest.approx(metrics["total_seconds"], abs=0.1)
+    assert phases["training steps"] <= metrics["fit_seconds"]
+    assert "Time:            " in stdout and "training steps" in stdout
 
 
 def test_checkpoint_alone_rebuilds_model_and_preprocessing(finished_run: tuple[Path, str]) -> None:

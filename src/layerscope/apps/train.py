@@ -18,6 +18,7 @@ from layerscope.errors import UserError
 from layerscope.files import remove_unfinished
 from layerscope.inference import read_checkpoint
 from layerscope.insight.hparams import log_hparams
+from layerscope.timing import PhaseTimer, breakdown_line, process_start_time
 
 log = logging.getLogger(__name__)
 
@@ -32,26 +33,34 @@ def _instantiate_all(group: DictConfig | None) -> list[Any]:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train one model as ``cfg`` describes and return its final metrics."""
     started = time.perf_counter()
+    timer = PhaseTimer()
+    startup = _startup_seconds()
+    timer.add("start-up", startup)
     run_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
 
     resume_from = _checkpoint_to_resume(cfg, run_dir)
-    datamodule = instantiate(cfg.data)
-    datamodule.setup("fit")
-    model_config = OmegaConf.to_container(cfg.model, resolve=True)
-    # Built as a partial first, so that Hydra leaves the plain model config (which holds a
-    # _target_ of its own) for the module to instantiate and to store in checkpoints.
-    module = instantiate(cfg.module, _partial_=True)(
-        model_config=model_config,
-        data_info=datamodule.info,
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-    )
-    if resume_from:
-        _check_same_setup(resume_from, model_config, datamodule.info)
-    callbacks = _instantiate_all(cfg.get("callbacks")) + _instantiate_all(cfg.get("insight"))
-    loggers = _instantiate_all(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    with timer.phase("data set-up"):
+        datamodule = instantiate(cfg.data)
+        datamodule.setup("fit")
+    with timer.phase("building"):
+        model_config = OmegaConf.to_container(cfg.model, resolve=True)
+        # Built as a partial first, so that Hydra leaves the plain model config (which holds a
+        # _target_ of its own) for the module to instantiate and to store in checkpoints.
+        module = instantiate(cfg.module, _partial_=True)(
+            model_config=model_config,
+            data_info=datamodule.info,
+            optimizer=instantiate(cfg.optimizer),
+            scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        )
+        if resume_from:
+            _check_same_setup(resume_from, model_config, datamodule.info)
+        callbacks = _instantiate_all(cfg.get("callbacks")) + _instantiate_all(cfg.get("insight"))
+        loggers = _instantiate_all(cfg.get("logger"))
+        # The timer is Lightning's profiler unless the config asks for one of Lightning's own.
+        profiler = {} if cfg.trainer.get("profiler") else {"profiler": timer.profiler}
+        trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*callbacks, timer], logger=loggers or False,
+                                         **profiler)
 
     fit_started = time.perf_counter()
     # Checkpoints hold tensors and plain values only: loading them can never run code.
@@ -62,10 +71,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     checkpoint = trainer.checkpoint_callback
     best_path = getattr(checkpoint, "best_model_path", "") or None
     if cfg.get("test") and not trainer.interrupted:
-        results = trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True)
+        with timer.phase("test"):
+            results = trainer.test(module, datamodule=datamodule, ckpt_path=best_path, weights_only=True)
         metrics.update(results[0] if results else {})
     speed = next((c for c in callbacks if isinstance(c, TrainSpeedMonitor)), None)
     best_score = getattr(checkpoint, "best_model_score", None)
+    total_seconds = startup + time.perf_counter() - started
     metrics.update({
         "val/acc": float(best_score) if best_score is not None else None,
         "epochs": trainer.current_epoch,
@@ -73,7 +84,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         # None when this process trained nothing (a resume of a finished run only tests again).
         "train/img_per_s": round(speed.images_per_second, 1) if speed and speed.images else None,
         "fit_seconds": round(fit_seconds, 1),
-        "total_seconds": round(time.perf_counter() - started, 1),
+        "total_seconds": round(total_seconds, 1),
+        # Where total_seconds went; "start-up" is 0 from Python and for later jobs of a sweep.
+        "seconds_by_phase": timer.seconds(total_seconds),
         "model": cfg.model._target_,
         "data": datamodule.name,
         "parameters": sum(p.numel() for p in module.model.parameters()),
@@ -84,6 +97,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         write_json_atomic(run_dir / "metrics.json", metrics)
         _print_summary(run_dir, metrics)
     return metrics
+
+
+# When the `python train.py` process started; the first run charges the time since then to start-up.
+_process_started: float | None = None
+
+
+def _startup_seconds() -> float:
+    """Seconds from process start to now (imports, Hydra) for the first run of ``main()``; else 0."""
+    global _process_started
+    started, _process_started = _process_started, None
+    return max(0.0, time.time() - started) if started is not None else 0.0
 
 
 def _checkpoint_to_resume(cfg: DictConfig, run_dir: Path) -> str | None:
@@ -130,6 +154,7 @@ def _print_summary(run_dir: Path, metrics: dict[str, Any]) -> None:
         f"{metrics.get('epochs')} epochs in {metrics.get('fit_seconds')} s"
         if metrics.get("train/img_per_s")
         else f"Training:        already finished ({metrics.get('epochs')} epochs)",
+        f"Time:            {breakdown_line(metrics['seconds_by_phase'])}",
         f"Metrics:         {run_dir / 'metrics.json'}",
         f"TensorBoard:     tensorboard --logdir {run_dir}",
     ]
@@ -162,4 +187,6 @@ def task(cfg: DictConfig) -> float | None:
 
 def main(config_dir: Path | None = None) -> Any:
     """Console entry point ``layerscope-train`` (and ``python train.py``)."""
+    global _process_started
+    _process_started = process_start_time()
     return run_hydra(task, config_name="train", config_dir=config_dir)
