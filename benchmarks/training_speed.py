@@ -1,10 +1,12 @@
 """Training speed side by side: a raw PyTorch loop, the usual torchvision recipe, and layerscope.
 
     python benchmarks/training_speed.py                     # ResNet-20 on Fashion-MNIST, 3 repeats
+    python benchmarks/training_speed.py --model fast        # the same for conf/model/fast.yaml
     python benchmarks/training_speed.py --steps 60 --repeats 1
     python benchmarks/training_speed.py --ablations         # + rows that undo one default each
 
-Every row trains the same network (conf/model/deep.yaml, ResNet-20) on Fashion-MNIST with the
+Every row trains the same network (conf/model/deep.yaml, ResNet-20, unless --model names another
+file of conf/model/) on Fashion-MNIST with the
 same batch size, optimizer (SGD, Nesterov momentum, weight decay), one-cycle schedule and thread
 count, for the same number of steps:
 
@@ -41,6 +43,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -52,8 +55,15 @@ from layerscope.schedules import one_cycle
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH, LR, MOMENTUM, WEIGHT_DECAY, PADDING = 128, 0.2, 0.9, 5e-4, 2  # as conf/ sets them
-MODEL = {"_target_": "layerscope.models.resnet", "depth": 20, "in_channels": 1, "num_classes": 10,
-         "image_size": 28}
+MODEL: dict[str, Any] = {}  # the model config, read from conf/model/ by main()
+MODEL_NAME = "deep"
+
+
+def model_config(name: str) -> dict[str, Any]:
+    """conf/model/NAME.yaml for Fashion-MNIST's 28x28 grey images and 10 classes."""
+    config = OmegaConf.load(REPO / "conf" / "model" / f"{name}.yaml")
+    config.merge_with({"in_channels": 1, "num_classes": 10, "image_size": 28})
+    return OmegaConf.to_container(config, resolve=True)
 
 
 def optimizer_and_schedule(model: nn.Module, steps: int) -> tuple[torch.optim.Optimizer, Any]:
@@ -128,9 +138,10 @@ def layerscope_run(steps: int, insight: str, folder: Path, *extra: str) -> tuple
     """(training images/s, whole wall time in s) of one ``python train.py`` run."""
     shutil.rmtree(folder, ignore_errors=True)
     command = [
-        sys.executable, str(REPO / "train.py"), "data=fashion_mnist", "model=deep", f"insight={insight}",
-        f"data.train_size={steps * BATCH}", "data.val_size=1000", "trainer.max_epochs=1", "test=false",
-        "trainer.enable_progress_bar=false", f"hydra.run.dir={folder}", *extra,
+        sys.executable, str(REPO / "train.py"), "data=fashion_mnist", f"model={MODEL_NAME}",
+        f"insight={insight}", f"data.train_size={steps * BATCH}", "data.val_size=1000",
+        "trainer.max_epochs=1", "test=false", "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={folder}", *extra,
     ]
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -176,6 +187,7 @@ def load_fashion(work: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="deep", help="a file of conf/model/ (default: deep, ResNet-20)")
     parser.add_argument("--steps", type=int, default=100, help="training steps per row and repeat")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of all rows")
     parser.add_argument("--compile", action="store_true",
@@ -185,6 +197,9 @@ def main() -> None:
                              "2 loader workers")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "benchmarks" / "training_speed")
     args = parser.parse_args()
+    global MODEL_NAME
+    MODEL_NAME = args.model
+    MODEL.update(model_config(args.model))
     torch.manual_seed(0)
     data = load_fashion(args.out / "torchvision")
     rows: dict[str, Callable[[], float]] = {
@@ -219,8 +234,8 @@ def main() -> None:
 def report(args: argparse.Namespace, speed: dict[str, float], peak: float, flops: float,
            walls: dict[str, float], raw: dict[str, list[float]]) -> None:
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-    print(f"\nResNet-20 on Fashion-MNIST, batch {BATCH}, {args.steps} steps x {args.repeats} repeats; "
-          f"{machine}, torch {torch.__version__}")
+    print(f"\nmodel={args.model} ({MODEL['_target_']}) on Fashion-MNIST, batch {BATCH}, "
+          f"{args.steps} steps x {args.repeats} repeats; {machine}, torch {torch.__version__}")
     print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s; one training image: {flops / 1e6:.1f} MFLOP "
           "(forward + backward)")
     print(f"\n| {'row':28s} | images/s | vs raw loop | vs usual recipe | GFLOP/s | of peak |")
@@ -232,10 +247,10 @@ def report(args: argparse.Namespace, speed: dict[str, float], peak: float, flops
     for name, wall in walls.items():
         print(f"layerscope {name}: {wall:.1f} s per run from process start to finish (median)")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(
+    (args.out / f"results-{args.model}.json").write_text(json.dumps(
         {"images_per_s": raw, "matmul_peak_flops": peak, "training_flops_per_image": flops,
          "layerscope_wall_s": walls, "steps": args.steps, "machine": machine,
-         "torch": torch.__version__}, indent=2))
+         "torch": torch.__version__, "model": MODEL}, indent=2))
 
 
 if __name__ == "__main__":

@@ -7,13 +7,14 @@ import torch
 from torch import nn
 
 from layerscope.errors import UserError
-from layerscope.models import MLP, ShallowCNN, plain, resnet
+from layerscope.models import MLP, FastResNet, ShallowCNN, plain, resnet
 
 BUILDERS = {
     "deep": lambda **kw: resnet(20, **kw),
     "plain": lambda **kw: plain(20, **kw),
     "shallow": lambda **kw: ShallowCNN((16, 32, 64), **kw),
     "mlp": lambda **kw: MLP((64, 32), **kw),
+    "fast": lambda **kw: FastResNet((8, 16, 16, 32), 2, **kw),
 }
 
 
@@ -96,3 +97,21 @@ def test_resnet_ablations_swap_activation_and_batchnorm() -> None:
     assert len(bare.named_layers()) == 20 and bare(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     with pytest.raises(UserError, match=r"model\.activation=swish is not known"):
         resnet(20, activation="swish")
+
+
+@pytest.mark.parametrize(("stem_layers", "layers"), [(1, 9), (2, 10)])
+def test_fast_counts_its_weighted_layers(stem_layers: int, layers: int) -> None:
+    model = FastResNet(stem_layers=stem_layers, in_channels=1, image_size=28)
+    named = model.named_layers()
+    assert len(named) == layers == sum(isinstance(m, nn.Conv2d | nn.Linear) for m in model.modules())
+    assert named[0][0] == "stem.conv1" and named[-1][0] == "fc"
+    assert count(model) > 2.5 * count(resnet(20, in_channels=1))  # wide: many parameters, few layers
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"widths": (8, 16, 32)}, "model.widths"), ({"stem_layers": 3}, "model.stem_layers"),
+    ({"image_size": 4}, "data.image_size=4"),
+])
+def test_fast_bad_arguments_are_user_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        FastResNet(**kwargs)
