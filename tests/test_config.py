@@ -20,7 +20,7 @@ def options(group: str) -> list[str]:
 
 def test_expected_options_exist() -> None:
     expected = {
-        "model": {"deep", "plain", "shallow", "mlp"},
+        "model": {"deep", "plain", "shallow", "mlp", "fast"},
         "data": {"shapes", "fashion_mnist", "mnist", "cifar10", "imagefolder"},
         "trainer": {"default", "cpu", "gpu", "ddp"},
         "optimizer": {"sgd", "adamw"},
@@ -111,5 +111,10 @@ def test_factories_and_callbacks_instantiate(
 def test_experiment_and_debug_presets(compose_train: Callable[..., DictConfig]) -> None:
     cfg = compose_train("experiment=fashion_deep")
     assert cfg.data.name == "fashion_mnist" and cfg.model.depth == 20
+    speed = compose_train("experiment=fashion_fast")
+    assert speed.model._target_ == "layerscope.models.FastResNet" and speed.data.name == "fashion_mnist"
+    assert speed.insight == {} and speed.module.test_time_flip and speed.module.label_smoothing == 0.1
+    # The recipe turns the layer views off; the command line can turn them back on.
+    assert compose_train("experiment=fashion_fast", "insight=default").insight.filters
     fast = compose_train("debug=fast")
     assert fast.trainer.max_epochs == 1 and fast.data.train_size == 512

@@ -105,10 +105,30 @@ def test_train_in_process_learns_on_shapes(compose_train: Callable[..., DictConf
     assert metrics["epochs"] == 8
 
 
+def test_model_fast_trains_with_every_layer_view(compose_train: Callable[..., DictConfig],
+                                                 tmp_path: Path) -> None:
+    # The insight views know the fast network's layers only through named_layers(): every one of
+    # its 10 layers gets its feature maps and its top patches, the classifier's covering the image.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = compose_train("debug=fast", "model=fast", "model.widths=[8,16,16,32]", *TINY_SHAPES,
+                        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false")
+    metrics = train(cfg)
+    assert metrics["model"] == "layerscope.models.FastResNet" and metrics["test/acc"] is not None
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    images = events.Tags()["images"]
+    assert len([t for t in images if t.startswith("feature_maps/")]) == 10
+    patches = sorted(t for t in images if t.startswith("top_patches/"))
+    assert len(patches) == 10 and patches[-1] == "top_patches/10_fc"
+    classifier = events.Images("top_patches/10_fc")[-1]
+    assert (classifier.height, classifier.width) == (2 + 4 * (96 + 2), 2 + 9 * (96 + 2))  # 32 px x 3
+
+
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        (["model=dep"], "model=dep is not an option: choose one of deep, mlp, plain, shallow"),
+        (["model=dep"], "model=dep is not an option: choose one of deep, fast, mlp, plain, shallow"),
         (["data.batch_size=0"], "data.batch_size=0 must be an integer >= 1"),
         (["model.depth=21"], "model.depth=21 is not a valid depth"),
         (["data=imagefolder"], "data.root"),

