@@ -13,8 +13,9 @@ parameters (0.76 M against 0.27 M), trains at about the same speed or faster. La
     head      conv 256, global average pool, fully connected
 
 Ten weighted layers; ``stem_layers=1`` drops the second full-resolution conv (9 layers, about
-1.2x faster per image, but on Fashion-MNIST it ended 0.6 points lower at equal time). The residual blocks are ResNet's own
-(``resnet.BasicBlock``: conv-BN-ReLU-conv-BN, plus the input, then ReLU).
+1.2x faster per image, but on Fashion-MNIST it ended 0.6 points lower at equal time). The
+residual blocks are ResNet's own (``resnet.BasicBlock``: conv-BN-ReLU-conv-BN, plus the input,
+then ReLU).
 """
 
 from __future__ import annotations
