@@ -55,8 +55,6 @@ from layerscope.schedules import one_cycle
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH, LR, MOMENTUM, WEIGHT_DECAY, PADDING = 128, 0.2, 0.9, 5e-4, 2  # as conf/ sets them
-MODEL: dict[str, Any] = {}  # the model config, read from conf/model/ by main()
-MODEL_NAME = "deep"
 
 
 def model_config(name: str) -> dict[str, Any]:
@@ -99,8 +97,8 @@ def timed_steps(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], model: nn.
     return time.perf_counter() - started
 
 
-def raw_loop(steps: int, data: dict[str, Any], compile: bool = False, channels_last: bool = True,
-             bf16: bool = False) -> float:
+def raw_loop(steps: int, data: dict[str, Any], model_config: dict[str, Any], compile: bool = False,
+             channels_last: bool = True, bf16: bool = False) -> float:
     images, labels, mean, std = data["images"], data["labels"], data["mean"], data["std"]
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
 
@@ -109,7 +107,7 @@ def raw_loop(steps: int, data: dict[str, Any], compile: bool = False, channels_l
             index = order[start : start + BATCH]
             yield normalise(random_crop_flip(images[index], PADDING, True), mean, std), labels[index]
 
-    model = build_model(MODEL)
+    model = build_model(model_config)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if not compile:
@@ -121,7 +119,7 @@ def raw_loop(steps: int, data: dict[str, Any], compile: bool = False, channels_l
     return steps * BATCH / seconds
 
 
-def usual_recipe(steps: int, data: dict[str, Any], root: Path) -> float:
+def usual_recipe(steps: int, data: dict[str, Any], model_config: dict[str, Any], root: Path) -> float:
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
@@ -131,14 +129,14 @@ def usual_recipe(steps: int, data: dict[str, Any], root: Path) -> float:
     ])
     dataset = datasets.FashionMNIST(str(root), train=True, transform=transform, download=False)
     loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=2, drop_last=True)
-    return steps * BATCH / timed_steps(iter(loader), build_model(MODEL), steps, channels_last=False)
+    return steps * BATCH / timed_steps(iter(loader), build_model(model_config), steps, channels_last=False)
 
 
-def layerscope_run(steps: int, insight: str, folder: Path, *extra: str) -> tuple[float, float]:
+def layerscope_run(steps: int, model: str, insight: str, folder: Path, *extra: str) -> tuple[float, float]:
     """(training images/s, whole wall time in s) of one ``python train.py`` run."""
     shutil.rmtree(folder, ignore_errors=True)
     command = [
-        sys.executable, str(REPO / "train.py"), "data=fashion_mnist", f"model={MODEL_NAME}",
+        sys.executable, str(REPO / "train.py"), "data=fashion_mnist", f"model={model}",
         f"insight={insight}", f"data.train_size={steps * BATCH}", "data.val_size=1000",
         "trainer.max_epochs=1", "test=false", "trainer.enable_progress_bar=false",
         f"hydra.run.dir={folder}", *extra,
@@ -161,9 +159,9 @@ def matmul_peak(n: int = 4096, repeats: int = 10) -> float:
     return 2 * n**3 / statistics.median(times)
 
 
-def training_flops_per_image() -> float:
+def training_flops_per_image(model_config: dict[str, Any]) -> float:
     """FLOPs of one training step's forward and backward pass, per image."""
-    model = build_model(MODEL).to(memory_format=torch.channels_last).train()
+    model = build_model(model_config).to(memory_format=torch.channels_last).train()
     images = torch.randn(BATCH, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, 10, (BATCH,))
     with FlopCounterMode(display=False) as counter:
@@ -197,29 +195,27 @@ def main() -> None:
                              "2 loader workers")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "benchmarks" / "training_speed")
     args = parser.parse_args()
-    global MODEL_NAME
-    MODEL_NAME = args.model
-    MODEL.update(model_config(args.model))
+    model = model_config(args.model)
     torch.manual_seed(0)
     data = load_fashion(args.out / "torchvision")
     rows: dict[str, Callable[[], float]] = {
-        "raw loop": lambda: raw_loop(args.steps, data),
-        "usual recipe": lambda: usual_recipe(args.steps, data, args.out / "torchvision"),
+        "raw loop": lambda: raw_loop(args.steps, data, model),
+        "usual recipe": lambda: usual_recipe(args.steps, data, model, args.out / "torchvision"),
     }
     if args.compile:
-        rows["raw loop, torch.compile"] = lambda: raw_loop(args.steps, data, compile=True)
+        rows["raw loop, torch.compile"] = lambda: raw_loop(args.steps, data, model, compile=True)
     walls: dict[str, list[float]] = {"insight=off": [], "insight=default": []}
     for insight in ("off", "default"):
         def run(insight: str = insight) -> float:
-            speed, wall = layerscope_run(args.steps, insight, args.out / f"layerscope-{insight}")
+            speed, wall = layerscope_run(args.steps, args.model, insight, args.out / f"layerscope-{insight}")
             walls[f"insight={insight}"].append(wall)
             return speed
         rows[f"layerscope, insight={insight}"] = run
     if args.ablations:  # each default undone on its own: what it is worth here
-        rows["raw loop, NCHW"] = lambda: raw_loop(args.steps, data, channels_last=False)
-        rows["raw loop, bf16 autocast"] = lambda: raw_loop(args.steps, data, bf16=True)
+        rows["raw loop, NCHW"] = lambda: raw_loop(args.steps, data, model, channels_last=False)
+        rows["raw loop, bf16 autocast"] = lambda: raw_loop(args.steps, data, model, bf16=True)
         rows["layerscope, 2 loader workers"] = lambda: layerscope_run(
-            args.steps, "off", args.out / "layerscope-workers", "data.num_workers=2")[0]
+            args.steps, args.model, "off", args.out / "layerscope-workers", "data.num_workers=2")[0]
     speeds: dict[str, list[float]] = {name: [] for name in rows}
     peaks = []
     for repeat in range(args.repeats):
@@ -227,14 +223,14 @@ def main() -> None:
         for name, row in rows.items():
             speeds[name].append(row())
             print(f"  repeat {repeat + 1}: {name:28s} {speeds[name][-1]:8.1f} images/s", flush=True)
-    report(args, {k: statistics.median(v) for k, v in speeds.items()}, statistics.median(peaks),
-           training_flops_per_image(), {k: statistics.median(v) for k, v in walls.items()}, speeds)
+    report(args, model, {k: statistics.median(v) for k, v in speeds.items()}, statistics.median(peaks),
+           training_flops_per_image(model), {k: statistics.median(v) for k, v in walls.items()}, speeds)
 
 
-def report(args: argparse.Namespace, speed: dict[str, float], peak: float, flops: float,
-           walls: dict[str, float], raw: dict[str, list[float]]) -> None:
+def report(args: argparse.Namespace, model: dict[str, Any], speed: dict[str, float], peak: float,
+           flops: float, walls: dict[str, float], raw: dict[str, list[float]]) -> None:
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-    print(f"\nmodel={args.model} ({MODEL['_target_']}) on Fashion-MNIST, batch {BATCH}, "
+    print(f"\nmodel={args.model} ({model['_target_']}) on Fashion-MNIST, batch {BATCH}, "
           f"{args.steps} steps x {args.repeats} repeats; {machine}, torch {torch.__version__}")
     print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s; one training image: {flops / 1e6:.1f} MFLOP "
           "(forward + backward)")
@@ -250,7 +246,7 @@ def report(args: argparse.Namespace, speed: dict[str, float], peak: float, flops
     (args.out / f"results-{args.model}.json").write_text(json.dumps(
         {"images_per_s": raw, "matmul_peak_flops": peak, "training_flops_per_image": flops,
          "layerscope_wall_s": walls, "steps": args.steps, "machine": machine,
-         "torch": torch.__version__, "model": MODEL}, indent=2))
+         "torch": torch.__version__, "model": model}, indent=2))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
+import lightning as L
 import pytest
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from layerscope.insight.filters import LayerFilters
@@ -52,3 +54,33 @@ def test_time_goes_to_the_innermost_action_and_the_running_loop(tmp_path) -> Non
 def test_breakdown_line_lists_the_largest_phase_first() -> None:
     line = breakdown_line({"test": 1.0, "training steps": 8.0, "insight": 1.0, "other": 0.0})
     assert line.startswith("training steps 8.0 s (80%)") and "other" not in line
+
+
+class _SlowValidation(L.LightningModule):
+    """One weight; each validation step sleeps, so validation time is known."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        return (self.weight * batch).sum()
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        time.sleep(0.1)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_a_real_trainer_charges_the_sanity_check_and_validation_to_validation(tmp_path) -> None:
+    timer = PhaseTimer()
+    trainer = L.Trainer(default_root_dir=tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1,
+                        num_sanity_val_steps=1, callbacks=[timer], profiler=timer.profiler, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    batches = torch.utils.data.DataLoader(torch.ones(4, 1), batch_size=2)
+    trainer.fit(_SlowValidation(), train_dataloaders=batches, val_dataloaders=batches)
+    seconds = timer.seconds(total=0.0)
+    # Two validation steps of 0.1 s: the sanity check's and the epoch's.
+    assert 0.2 <= seconds["validation"] < 0.35, seconds
+    assert seconds["training steps"] < 0.2, seconds

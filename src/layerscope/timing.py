@@ -116,23 +116,17 @@ class PhaseTimer(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._callback_phases = {c.state_key: _callback_phase(c) for c in trainer.callbacks}
 
-    def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._loop = "validation"
-
+    # The sanity check before training runs the validation loop, so these hooks cover it too.
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._loop = "validation"
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._loop = "test"
 
-    def on_sanity_check_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._loop = "fit"
-
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._loop = "fit"
 
-    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._loop = "fit"
+    on_test_end = on_validation_end
 
     # train()'s own phases, and the result --------------------------------------------------
     def add(self, phase: str, seconds: float) -> None:
