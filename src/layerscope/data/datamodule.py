@@ -112,7 +112,7 @@ class ImageDataModule(L.LightningDataModule):
         image_size: int,
         root: str | None = None,
         batch_size: int = 128,
-        eval_batch_size: int = 1000,
+        eval_batch_size: int = 256,
         train_size: int | None = None,
         val_size: int = 5000,
         test_size: int = 10000,
