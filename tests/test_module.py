@@ -7,6 +7,8 @@ import functools
 import pytest
 import torch
 
+from layerscope.data.augment import shift
+from layerscope.errors import UserError
 from layerscope.module import ImageClassifier
 from layerscope.schedules import cosine, one_cycle
 
@@ -100,10 +102,28 @@ def test_test_time_flip_averages_the_image_and_its_mirror() -> None:
         assert torch.allclose(flipping.validation_step((images, labels), 0), plain(images), atol=1e-6)
 
 
+def test_test_time_shift_adds_each_view_moved_both_ways_at_half_weight() -> None:
+    torch.manual_seed(0)
+    plain = classifier("deep").eval()
+    shifting = classifier("deep", test_time_flip=True, test_time_shift=2).eval()
+    shifting.load_state_dict(plain.state_dict())
+    shifting.log = lambda *args, **kwargs: None  # type: ignore[method-assign]  # no trainer here
+    images, labels = torch.randn(4, 3, 16, 16), torch.arange(4)
+    black = torch.full((3,), -0.5 / 0.25)  # DATA_INFO's normalised black
+    views = [images, images.flip(-1)]
+    moved = [shift(v, d, d, black) for v in views for d in (2, -2)]
+    with torch.no_grad():
+        expected = (sum(plain(v) for v in views) / 2 + sum(plain(v) for v in moved) / 4) / 2
+        assert torch.allclose(shifting.test_step((images, labels), 0), expected, atol=1e-5)
+        assert moved[0][0, :, :2].eq(black.view(3, 1, 1)).all()  # the border really is black
+    with pytest.raises(UserError, match="test_time_shift"):
+        classifier("deep", test_time_shift=-1)
+
+
 def test_hyperparameters_are_plain_and_rebuild_the_model() -> None:
     module = classifier("shallow", optimizer=functools.partial(torch.optim.SGD, lr=0.1))
     assert set(module.hparams) == {"model_config", "data_info", "label_smoothing", "channels_last", "compile",
-                                   "test_time_flip"}
+                                   "test_time_flip", "test_time_shift"}
     rebuilt = ImageClassifier(module.hparams["model_config"], module.hparams["data_info"])
     rebuilt.load_state_dict(module.state_dict())
 

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
+from layerscope.data.augment import shift
+from layerscope.errors import UserError
 from layerscope.models import build_model
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -45,6 +47,7 @@ class ImageClassifier(L.LightningModule):
         channels_last: bool = True,
         compile: bool = False,
         test_time_flip: bool = False,
+        test_time_shift: int = 0,
     ) -> None:
         super().__init__()
         # Kept for checkpoints; the HPARAMS dashboard gets the run's settings with its final metrics
@@ -57,6 +60,12 @@ class ImageClassifier(L.LightningModule):
         self.channels_last = channels_last
         self.compile = compile
         self.test_time_flip = test_time_flip
+        if test_time_shift < 0:
+            raise UserError(f"module.test_time_shift must be 0 (off) or a pixel count, not {test_time_shift}")
+        self.test_time_shift = test_time_shift
+        # What a black pixel becomes after normalisation: the border that shifted test images get.
+        mean, std = torch.tensor(data_info["mean"]), torch.tensor(data_info["std"])
+        self._black = -mean / std
         # With compile=True, training steps go through a torch.compile'd forward. Validation, test
         # and the insight views stay eager, so their hooks see every layer.
         self._compiled_forward: Callable[[torch.Tensor], torch.Tensor] | None = None
@@ -96,17 +105,28 @@ class ImageClassifier(L.LightningModule):
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         images, labels = batch
-        logits = self(images)
-        if stage == "test" and self.test_time_flip:
-            # Test-time augmentation: the image and its mirror image vote (averaged logits). Test
-            # only: validation passes feed the insight views, which expect one pass per batch.
-            logits = (logits + self(images.flip(-1))) / 2
+        # Test-time augmentation on the test split only: validation passes feed the insight views,
+        # which expect one forward pass per batch.
+        logits = self._test_time_logits(images) if stage == "test" else self(images)
         loss = F.cross_entropy(logits, labels)
         metric = self.val_acc if stage == "val" else self.test_acc
         metric(logits, labels)
         self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val")
         self.log(f"{stage}/acc", metric, on_epoch=True, prog_bar=stage == "val")
         return logits  # handed to callbacks (insight's mistakes view); Lightning keeps nothing
+
+    def _test_time_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits averaged over the test-time views: the image, its mirror image if
+        ``test_time_flip``, and, if ``test_time_shift``, each of those moved by that many pixels
+        down-right and up-left, which together weigh as much as the unshifted views (the views
+        of Keller Jordan's airbench)."""
+        views = [images, images.flip(-1)] if self.test_time_flip else [images]
+        logits = torch.stack([self(view) for view in views]).mean(0)
+        if self.test_time_shift:
+            s = self.test_time_shift
+            moved = [shift(view, d, d, self._black) for view in views for d in (s, -s)]
+            logits = (logits + torch.stack([self(view) for view in moved]).mean(0)) / 2
+        return logits
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._evaluate(batch, "val")

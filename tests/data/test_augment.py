@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from layerscope.data.augment import channel_stats, match_shape, normalise, random_crop_flip
+from layerscope.data.augment import channel_stats, match_shape, normalise, random_crop_flip, shift
 
 
 def test_crop_without_padding_or_flip_is_identity() -> None:
@@ -50,3 +50,19 @@ def test_match_shape_converts_channels_and_size() -> None:
     assert torch.equal(rgb[:, 0], rgb[:, 2])
     back = match_shape(torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8), 1, 16)
     assert back.shape == (2, 1, 16, 16)
+
+
+def test_shift_moves_the_image_and_fills_the_border_per_channel() -> None:
+    images = torch.arange(2 * 2 * 4 * 4, dtype=torch.float32).view(2, 2, 4, 4)
+    fill = torch.tensor([-1.0, -2.0])
+    moved = shift(images, 1, 1, fill)  # one pixel right and down
+    assert torch.equal(moved[..., 1:, 1:], images[..., :3, :3])
+    assert (moved[:, 0, 0, :] == -1).all() and (moved[:, 1, :, 0] == -2).all()
+    back = shift(images, -2, 0, fill)  # two pixels left
+    assert torch.equal(back[..., :2], images[..., 2:]) and (back[:, 1, :, 2:] == -2).all()
+    assert torch.equal(shift(images, 0, 0, fill), images)
+    # The same result as the training augmentation's zero padding, once normalised.
+    raw = torch.randint(1, 256, (3, 1, 5, 5), dtype=torch.uint8)
+    mean, std = torch.tensor([0.3]), torch.tensor([0.2])
+    padded = torch.nn.functional.pad(raw, (0, 1, 0, 1))[..., 1:, 1:]  # moved up-left, black border
+    assert torch.allclose(shift(normalise(raw, mean, std), -1, -1, -mean / std), normalise(padded, mean, std))

@@ -61,3 +61,15 @@ def match_shape(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:
         resized = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True)
         images = resized.round_().clamp_(0, 255).to(torch.uint8)
     return images.contiguous()
+
+
+def shift(images: torch.Tensor, dx: int, dy: int, fill: torch.Tensor) -> torch.Tensor:
+    """``images`` (N, C, H, W) moved ``dx`` pixels right and ``dy`` down; the uncovered border
+    takes the per-channel value ``fill`` (C,), as the zero padding of :func:`random_crop_flip`
+    does for training images."""
+    _, _, h, w = images.shape
+    out = fill.to(images).view(1, -1, 1, 1).expand_as(images).clone(memory_format=torch.preserve_format)
+    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = images[
+        ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
+    return out
