@@ -125,6 +125,24 @@ def test_model_fast_trains_with_every_layer_view(compose_train: Callable[..., Di
     assert (classifier.height, classifier.width) == (2 + 4 * (96 + 2), 2 + 9 * (96 + 2))  # 32 px x 3
 
 
+def test_bf16_mixed_precision_trains_on_the_cpu_with_the_layer_views(
+    compose_train: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    # trainer.precision=bf16-mixed is the fast choice on CPUs with bf16 units: the views must
+    # cope with bf16 activations, and the checkpoint must keep fp32 weights.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = compose_train("debug=fast", "trainer.precision=bf16-mixed", *TINY_SHAPES,
+                        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false")
+    metrics = train(cfg)
+    assert metrics["test/acc"] is not None and metrics["train/img_per_s"] > 0
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert len([t for t in events.Tags()["images"] if t.startswith("feature_maps/")]) == 20
+    weights = torch.load(metrics["best_checkpoint"], weights_only=False)["state_dict"]
+    assert {w.dtype for w in weights.values() if w.is_floating_point()} == {torch.float32}
+
+
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
