@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from layerscope.data.augment import shift
-from layerscope.errors import UserError
+from layerscope.errors import check_int
 from layerscope.models import build_model
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -60,12 +60,13 @@ class ImageClassifier(L.LightningModule):
         self.channels_last = channels_last
         self.compile = compile
         self.test_time_flip = test_time_flip
-        if test_time_shift < 0:
-            raise UserError(f"module.test_time_shift must be 0 (off) or a pixel count, not {test_time_shift}")
+        check_int("module.test_time_shift", test_time_shift, minimum=0)
         self.test_time_shift = test_time_shift
         # What a black pixel becomes after normalisation: the border that shifted test images get.
+        # A buffer, so it moves to the model's device once; not persistent, so checkpoints keep
+        # their keys.
         mean, std = torch.tensor(data_info["mean"]), torch.tensor(data_info["std"])
-        self._black = -mean / std
+        self.register_buffer("_black", -mean / std, persistent=False)
         # With compile=True, training steps go through a torch.compile'd forward. Validation, test
         # and the insight views stay eager, so their hooks see every layer.
         self._compiled_forward: Callable[[torch.Tensor], torch.Tensor] | None = None

@@ -68,7 +68,8 @@ def shift(images: torch.Tensor, dx: int, dy: int, fill: torch.Tensor) -> torch.T
     takes the per-channel value ``fill`` (C,), as the zero padding of :func:`random_crop_flip`
     does for training images."""
     _, _, h, w = images.shape
-    out = fill.to(images).view(1, -1, 1, 1).expand_as(images).clone(memory_format=torch.preserve_format)
+    out = torch.empty_like(images)
+    out[:] = fill.to(images).view(1, -1, 1, 1)
     out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = images[
         ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
     ]

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from layerscope.data.augment import channel_stats, match_shape, normalise, random_crop_flip
 from layerscope.data.base import ImageSource, ImageSplits, LabelledImages
-from layerscope.errors import UserError
+from layerscope.errors import UserError, check_int
 
 
 class ShuffledBatches(Sampler[torch.Tensor]):
@@ -90,13 +90,6 @@ class ResumableLoader(DataLoader):
         self._resume = dict(state)
 
 
-def _positive_int(key: str, value: Any, allow_none: bool = False, minimum: int = 1) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UserError(f"{key}={value} must be an integer >= {minimum}")
-
-
 class ImageDataModule(L.LightningDataModule):
     """Holds train/val/test as uint8 tensors; crops, flips and normalises whole batches.
 
@@ -125,14 +118,14 @@ class ImageDataModule(L.LightningDataModule):
         std: list[float] | None = None,
     ) -> None:
         super().__init__()
-        _positive_int("data.batch_size", batch_size)
-        _positive_int("data.eval_batch_size", eval_batch_size)
-        _positive_int("data.train_size", train_size, allow_none=True)
-        _positive_int("data.val_size", val_size)
-        _positive_int("data.test_size", test_size)
-        _positive_int("data.num_workers", num_workers, minimum=0)
-        _positive_int("data.crop_padding", crop_padding, minimum=0)
-        _positive_int("data.image_size", image_size, minimum=4)
+        check_int("data.batch_size", batch_size)
+        check_int("data.eval_batch_size", eval_batch_size)
+        check_int("data.train_size", train_size, allow_none=True)
+        check_int("data.val_size", val_size)
+        check_int("data.test_size", test_size)
+        check_int("data.num_workers", num_workers, minimum=0)
+        check_int("data.crop_padding", crop_padding, minimum=0)
+        check_int("data.image_size", image_size, minimum=4)
         if in_channels not in (1, 3):
             raise UserError(f"data.in_channels={in_channels} must be 1 (grey) or 3 (RGB)")
         self.source = source
