@@ -1,8 +1,6 @@
 """Export a checkpoint: ``python export.py ckpt_path=... format=onnx`` (see conf/export.yaml)."""
 
-from pathlib import Path
-
 from layerscope.apps.export import main
 
 if __name__ == "__main__":
-    main(config_dir=Path(__file__).resolve().parent / "conf")
+    main()

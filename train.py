@@ -1,8 +1,6 @@
 """Train a model: ``python train.py model=deep`` (see conf/train.yaml for every option)."""
 
-from pathlib import Path
-
 from layerscope.apps.train import main
 
 if __name__ == "__main__":
-    main(config_dir=Path(__file__).resolve().parent / "conf")
+    main()

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from layerscope.timing import PHASES
+from layerscope.training.timing import PHASES
 
 REPO = Path(__file__).resolve().parents[1]
 

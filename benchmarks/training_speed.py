@@ -50,8 +50,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from layerscope.data.augment import channel_stats, normalise, random_crop_flip
 from layerscope.data.torchvision_sets import DEBIAN_FASHION_MNIST, IdxSource
 from layerscope.models import build_model
-from layerscope.module import weight_decay_groups
-from layerscope.schedules import one_cycle
+from layerscope.training.module import weight_decay_groups
+from layerscope.training.schedules import one_cycle
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH, LR, MOMENTUM, WEIGHT_DECAY, PADDING = 128, 0.2, 0.9, 5e-4, 2  # as conf/ sets them

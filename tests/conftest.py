@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from layerscope.apps.cli import register_resolvers
 
 REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
+CONF = REPO / "src" / "layerscope" / "conf"
 # Small shapes splits for tests: the generator's prefix property makes them a subset of the real set.
 TINY_SHAPES = ["data.source.num_train=1200", "data.source.num_test=300", "data.val_size=200"]
 

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from layerscope.apps.train import train
 from layerscope.models import build_model
-from layerscope.timing import PHASES
+from layerscope.training.timing import PHASES
 from tests.conftest import REPO, TINY_SHAPES
 
 

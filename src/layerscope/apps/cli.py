@@ -18,17 +18,17 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from layerscope.checkpointing import TrainingInterrupted
 from layerscope.data.imagefolder import class_names
 from layerscope.errors import UserError
 from layerscope.files import write_atomically
+from layerscope.training.checkpointing import TrainingInterrupted
 
 EXIT_USER_ERROR = 2
 
 
 def default_config_dir() -> Path:
-    """``conf/`` of the source checkout this package is installed from (``pip install -e``)."""
-    return Path(__file__).resolve().parents[3] / "conf"
+    """The configs shipped inside the package (``layerscope/conf``), wherever it is installed."""
+    return Path(__file__).resolve().parents[1] / "conf"
 
 
 def register_resolvers() -> None:
@@ -130,7 +130,7 @@ def run_hydra(
     """Run ``task`` as a Hydra app; a UserError anywhere ends in one line and exit code 2."""
     config_dir = config_dir or default_config_dir()
     if not config_dir.is_dir():
-        fail(f"no configs at {config_dir}: run layerscope from its source checkout")
+        fail(f"no configs at {config_dir}: reinstall layerscope (pip install layerscope)")
     register_resolvers()
     try:
         check_group_choices(config_dir, sys.argv[1:])

@@ -50,7 +50,7 @@ def predict(cfg: DictConfig) -> list[dict[str, Any]]:
     for reason in bad:
         print(f"skipped {reason}", file=sys.stderr)
     if cfg.explain:
-        from layerscope.explain import explain_image  # Captum and matplotlib only when asked for
+        from layerscope.inference.explain import explain_image  # Captum and matplotlib only when asked for
 
         for (path, image), label in zip(images, predictions.indices.tolist(), strict=True):
             folder = Path(cfg.out_dir) / path.stem

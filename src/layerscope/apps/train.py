@@ -13,12 +13,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from layerscope.apps.cli import default_config_dir, register_resolvers, run_hydra, write_json_atomic
-from layerscope.callbacks import TrainSpeedMonitor
 from layerscope.errors import UserError
 from layerscope.files import remove_unfinished
-from layerscope.inference import read_checkpoint
+from layerscope.inference.loading import read_checkpoint
 from layerscope.insight.hparams import log_hparams
-from layerscope.timing import PhaseTimer, breakdown_line, process_start_time
+from layerscope.training.callbacks import TrainSpeedMonitor
+from layerscope.training.timing import PhaseTimer, breakdown_line, process_start_time
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ import torch
 
 from layerscope.data.augment import shift
 from layerscope.errors import UserError
-from layerscope.module import ImageClassifier
-from layerscope.schedules import cosine, one_cycle
+from layerscope.training.module import ImageClassifier
+from layerscope.training.schedules import cosine, one_cycle
 
 DATA_INFO = {
     "name": "test", "classes": [str(i) for i in range(4)], "part_names": [],

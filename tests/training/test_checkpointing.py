@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from layerscope.checkpointing import AtomicCheckpointIO, RandomState
 from layerscope.errors import UserError
 from layerscope.files import TEMPORARY_SUFFIX, remove_unfinished
+from layerscope.training.checkpointing import AtomicCheckpointIO, RandomState
 from tests.conftest import REPO
 
 # A child that writes two ~16 MB checkpoints in turn, as fast as it can: its time goes into the
@@ -78,7 +78,7 @@ def test_the_same_kills_break_a_plain_torch_save(tmp_path: Path) -> None:
 
 FULL_DISK = textwrap.dedent("""
     import resource, signal, sys, torch
-    from layerscope.checkpointing import AtomicCheckpointIO
+    from layerscope.training.checkpointing import AtomicCheckpointIO
     from layerscope.errors import UserError
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
     resource.setrlimit(resource.RLIMIT_FSIZE, (2_000_000, 2_000_000))

@@ -1,8 +1,8 @@
 """Load a checkpoint for inference: ``load_classifier(path).predict(images)``.
 
-A checkpoint alone rebuilds its model and preprocessing (see the checkpoint contract in
-DESIGN.md). It is read with ``torch.load(weights_only=True)``: tensors and plain types only, so a
-file carrying a pickled payload is refused before any of it runs.
+A checkpoint alone rebuilds its model and preprocessing: model config, class names, input
+channels and size, normalisation. It is read with ``torch.load(weights_only=True)``: tensors and
+plain types only, so a file carrying a pickled payload is refused before any of it runs.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ from typing import Any
 import lightning as L
 import torch
 
-from layerscope.checkpointing import last_checkpoint
 from layerscope.errors import UserError
+from layerscope.training.checkpointing import last_checkpoint
 
 
 class TrainSpeedMonitor(L.Callback):

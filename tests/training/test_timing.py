@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from layerscope.insight.filters import LayerFilters
-from layerscope.timing import PHASES, PhaseTimer, breakdown_line
+from layerscope.training.timing import PHASES, PhaseTimer, breakdown_line
 
 
 def sleep_in(timer: PhaseTimer, action: str, seconds: float) -> None:

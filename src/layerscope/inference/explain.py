@@ -17,7 +17,7 @@ from captum.attr import LayerAttribution, LayerGradCam
 from matplotlib import colormaps
 from torchvision.utils import save_image
 
-from layerscope.inference import Classifier
+from layerscope.inference.loading import Classifier
 from layerscope.insight.capture import layer_tag
 from layerscope.insight.feature_maps import feature_map_grid
 from layerscope.insight.render import display_images

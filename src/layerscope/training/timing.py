@@ -20,7 +20,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 from lightning.pytorch.profilers import Profiler
 
-from layerscope import checkpointing
+from layerscope.training import checkpointing
 
 # The phases, in the order a run goes through them.
 PHASES = (

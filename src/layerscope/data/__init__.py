@@ -1,0 +1,1 @@
+"""Data: sources (shapes, torchvision sets, image folders), augmentation and the one data module."""

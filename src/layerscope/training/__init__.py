@@ -1,0 +1,1 @@
+"""Training: the LightningModule, learning-rate schedules, callbacks, checkpointing and timing."""
