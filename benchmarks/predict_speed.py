@@ -23,8 +23,8 @@ import onnxruntime
 import torch
 from PIL import Image
 
-from layerscope.apps.export import export_onnx, export_torchscript
 from layerscope.inference import load_classifier
+from layerscope.inference.export import export_onnx, export_torchscript
 
 REPO = Path(__file__).resolve().parents[1]
 
