@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from layerscope.insight.capture import inspection_mode, layer_stats, named_layers, trace_anatomy
-from layerscope.models import MLP, ShallowCNN, resnet
+from layerscope.models import MLP, ShallowCNN, cifar_resnet
 
 
 def _no_hooks(model: nn.Module) -> bool:
@@ -15,7 +15,7 @@ def _no_hooks(model: nn.Module) -> bool:
 
 
 def test_resnet_anatomy_receptive_fields_and_parameters() -> None:
-    model = resnet(depth=8, in_channels=3, num_classes=10, image_size=32)
+    model = cifar_resnet(depth=8, in_channels=3, num_classes=10, image_size=32)
     anatomy = trace_anatomy(model, torch.zeros(1, 3, 32, 32))
     # A 3x3 convolution adds 2 pixels times the jump before it; stride 2 doubles the jump after.
     assert [a.receptive_field for a in anatomy] == [3, 5, 7, 9, 13, 17, 25, 32]
@@ -40,7 +40,7 @@ def test_shallow_and_mlp_anatomy() -> None:
 
 
 def test_inspection_leaves_batchnorm_statistics_mode_and_hooks_alone() -> None:
-    model = resnet(depth=8, in_channels=3, num_classes=10, image_size=16)
+    model = cifar_resnet(depth=8, in_channels=3, num_classes=10, image_size=16)
     model.train()
     model.stages[0].eval()  # a module the user froze: its own flag must survive too
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -56,7 +56,7 @@ def test_inspection_leaves_batchnorm_statistics_mode_and_hooks_alone() -> None:
 
 
 def test_inspection_restores_mode_after_an_error() -> None:
-    model = resnet(depth=8, in_channels=3, num_classes=10, image_size=16).train()
+    model = cifar_resnet(depth=8, in_channels=3, num_classes=10, image_size=16).train()
     with pytest.raises(RuntimeError), inspection_mode(model):
         assert not model.training
         raise RuntimeError("boom")

@@ -11,7 +11,7 @@ from layerscope.insight.filters import first_layer_weight
 from layerscope.insight.mistakes import confusion_matrix
 from layerscope.insight.probes import balanced_accuracy, probe_scores
 from layerscope.insight.top_patches import crop
-from layerscope.models import MLP, resnet
+from layerscope.models import MLP, cifar_resnet
 
 
 def test_stretch_scales_each_tile_and_blacks_out_constant_ones() -> None:
@@ -74,5 +74,5 @@ def test_confusion_matrix_counts_true_rows_predicted_columns() -> None:
 
 
 def test_first_layer_weights_as_pictures() -> None:
-    assert first_layer_weight(resnet(8, 3, 10, 32), 3, 32).shape == (16, 3, 3, 3)
+    assert first_layer_weight(cifar_resnet(8, 3, 10, 32), 3, 32).shape == (16, 3, 3, 3)
     assert first_layer_weight(MLP([20], 1, 10, 28), 1, 28).shape == (20, 1, 28, 28)

@@ -17,8 +17,8 @@ DATA_INFO = {
     "in_channels": 3, "image_size": 16, "mean": [0.5] * 3, "std": [0.25] * 3,
 }
 MODELS = {
-    "deep": {"_target_": "layerscope.models.resnet", "depth": 8},
-    "plain": {"_target_": "layerscope.models.plain", "depth": 8},
+    "deep": {"_target_": "layerscope.models.cifar_resnet", "depth": 8},
+    "plain": {"_target_": "layerscope.models.cifar_plain", "depth": 8},
     "shallow": {"_target_": "layerscope.models.ShallowCNN", "channels": [8, 16]},
     "mlp": {"_target_": "layerscope.models.MLP", "hidden": [32]},
 }

@@ -16,19 +16,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-Layer = tuple[str, nn.Module]
-
-
-def named_layers(model: nn.Module) -> list[Layer]:
-    """The model's layers as the ``named_layers()`` contract lists them, input side first."""
-    if not hasattr(model, "named_layers"):
-        raise TypeError(f"{type(model).__name__} has no named_layers(): insight cannot see inside it")
-    return list(model.named_layers())
-
-
-def layer_tag(index: int, name: str) -> str:
-    """``01_stem``: numbered so that TensorBoard sorts the tags by depth."""
-    return f"{index + 1:02d}_{name}"
+# The layer-list contract lives with the models; the views import it from here with the rest.
+from layerscope.models.layers import layer_hooks, named_layers
+from layerscope.models.layers import layer_tag as layer_tag
 
 
 @contextmanager
@@ -42,21 +32,6 @@ def inspection_mode(model: nn.Module) -> Iterator[None]:
     finally:
         for module, training in flags:
             module.training = training
-
-
-@contextmanager
-def layer_hooks(layers: list[Layer], on_output: Callable[[int, torch.Tensor], None]) -> Iterator[None]:
-    """Call ``on_output(layer_index, output)`` for each named layer's output; hooks removed after."""
-    handles = []
-    for index, (_, module) in enumerate(layers):
-        def hook(_module: nn.Module, _inputs: object, output: torch.Tensor, index: int = index) -> None:
-            on_output(index, output.detach())
-        handles.append(module.register_forward_hook(hook))
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def forward_batches(

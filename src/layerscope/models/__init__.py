@@ -6,10 +6,10 @@ from torch import nn
 
 from layerscope.models.fast import FastResNet
 from layerscope.models.mlp import MLP
-from layerscope.models.resnet import CifarResNet, plain, resnet
+from layerscope.models.resnet import CifarResNet, cifar_plain, cifar_resnet
 from layerscope.models.shallow import ShallowCNN
 
-__all__ = ["MLP", "CifarResNet", "FastResNet", "ShallowCNN", "build_model", "plain", "resnet"]
+__all__ = ["MLP", "CifarResNet", "FastResNet", "ShallowCNN", "build_model", "cifar_plain", "cifar_resnet"]
 
 
 def build_model(model_config: dict[str, Any]) -> nn.Module:

@@ -151,7 +151,7 @@ class CifarResNet(nn.Module):
         return layers
 
 
-def resnet(
+def cifar_resnet(
     depth: int = 20, in_channels: int = 3, num_classes: int = 10, image_size: int = 32,
     activation: str = "relu", batch_norm: bool = True,
 ) -> CifarResNet:
@@ -159,7 +159,7 @@ def resnet(
     return CifarResNet(depth, in_channels, num_classes, image_size, True, activation, batch_norm)
 
 
-def plain(
+def cifar_plain(
     depth: int = 20, in_channels: int = 3, num_classes: int = 10, image_size: int = 32,
     activation: str = "relu", batch_norm: bool = True,
 ) -> CifarResNet:
