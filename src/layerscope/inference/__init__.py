@@ -9,6 +9,7 @@ from layerscope.inference.loading import (
     image_files,
     load_classifier,
     read_checkpoint,
+    run_folder,
 )
 
-__all__ = ["Classifier", "Predictions", "image_files", "load_classifier", "read_checkpoint"]
+__all__ = ["Classifier", "Predictions", "image_files", "load_classifier", "read_checkpoint", "run_folder"]

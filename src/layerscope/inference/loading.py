@@ -2,7 +2,8 @@
 
 A checkpoint alone rebuilds its model and preprocessing: model config, class names, input
 channels and size, normalisation. It is read with ``torch.load(weights_only=True)``: tensors and
-plain types only, so a file carrying a pickled payload is refused before any of it runs.
+plain types only, so a file carrying a pickled payload is refused before any of it runs. Its model
+config is built only if it names the project's own model builders (see ``trust``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from torch import nn
 from layerscope.data.augment import normalise
 from layerscope.data.imagefolder import load_image
 from layerscope.errors import UserError
+from layerscope.inference.trust import MODEL_BUILDERS, trusted
 from layerscope.models import build_model
+from layerscope.models.layers import layer_hooks, named_layers
 
 ImageLike = str | Path | torch.Tensor
 
@@ -42,6 +45,53 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not {"model_config", "data_info"} <= set(hparams) or "state_dict" not in checkpoint:
         raise UserError(f"{path} is not a layerscope checkpoint (it has no model config or weights)")
     return checkpoint
+
+
+def run_folder(ckpt_path: str | Path) -> Path:
+    """The run folder that wrote a checkpoint: checkpoints live in ``<run folder>/checkpoints/``."""
+    return Path(ckpt_path).expanduser().resolve().parent.parent
+
+
+def model_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The checkpoint's model config, once every builder it names is one of the project's own."""
+    return trusted(checkpoint["hyper_parameters"]["model_config"], MODEL_BUILDERS, "model_config", str(path))
+
+
+def checkpoint_test_views(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The test-time views the training run tested with (the module's ``test_time_*`` settings).
+
+    Read as plain values: a bool and an integer; checkpoints older than these settings used none.
+    """
+    hparams = checkpoint["hyper_parameters"]
+    flip, shift = hparams.get("test_time_flip", False), hparams.get("test_time_shift", 0)
+    if not isinstance(flip, bool) or isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
+        raise UserError(f"{path}: its test_time_flip={flip!r} or test_time_shift={shift!r} is not a "
+                        "bool and an integer >= 0 (not a layerscope checkpoint?)")
+    return {"test_time_flip": flip, "test_time_shift": shift}
+
+
+def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Load a checkpoint's weights into the model its config built; a mismatch is the file's fault."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise UserError(f"{path}: its weights do not fit its own model config: {err}") from err
+
+
+def check_fits(trained_on: dict[str, Any], data_info: dict[str, Any], next_step: str) -> None:
+    """The data (``data_info`` as a data module gives it) must have the checkpoint's image shape and
+    classes (``trained_on``, its stored data info); else one line ending with ``next_step``."""
+    def shape(info: dict[str, Any]) -> str:
+        return "x".join(map(str, (info["in_channels"], info["image_size"], info["image_size"])))
+
+    def classes(info: dict[str, Any]) -> str:
+        return f"{len(info['classes'])} classes ({', '.join(info['classes'][:4])}, ...)"
+
+    if shape(trained_on) != shape(data_info) or list(trained_on["classes"]) != list(data_info["classes"]):
+        raise UserError(
+            f"the checkpoint expects {shape(trained_on)} images of {classes(trained_on)}; "
+            f"data={data_info['name']} has {shape(data_info)} images of {classes(data_info)}: {next_step}"
+        )
 
 
 @dataclass
@@ -108,33 +158,25 @@ class Classifier:
     @torch.no_grad()
     def feature_maps(self, image: ImageLike) -> dict[str, torch.Tensor]:
         """Every named layer's output for one image, input side first: name -> (C, H, W) or (D,)."""
+        layers = named_layers(self.model)
         outputs: dict[str, torch.Tensor] = {}
-        handles = [
-            module.register_forward_hook(
-                lambda _m, _i, out, name=name: outputs.__setitem__(name, out[0].detach().cpu())
-            )
-            for name, module in self.model.named_layers()
-        ]
-        try:
+
+        def keep(index: int, output: torch.Tensor) -> None:
+            outputs[layers[index][0]] = output[0].cpu()
+
+        with layer_hooks(layers, keep):
             self.model(self.to_batch(image)[:1])
-        finally:
-            for handle in handles:
-                handle.remove()
         return outputs
 
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Classifier:
     """The classifier stored in a layerscope checkpoint, ready to predict on ``device``."""
     checkpoint = read_checkpoint(path)
-    hparams = checkpoint["hyper_parameters"]
-    model = build_model(dict(hparams["model_config"]))
+    model = build_model(model_config(checkpoint, path))
     state = checkpoint["state_dict"]
     weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as err:
-        raise UserError(f"{path}: its weights do not fit its own model config: {err}") from err
-    return Classifier(model, hparams["data_info"], device)
+    load_weights(model, weights, path)
+    return Classifier(model, checkpoint["hyper_parameters"]["data_info"], device)
 
 
 def image_files(root: Path) -> list[Path]:
