@@ -8,9 +8,10 @@ from typing import ClassVar
 import lightning as L
 import torch
 
-from layerscope.insight import base
-from layerscope.insight.base import Sample, validation_sample
+from layerscope.insight import sample
 from layerscope.insight.capture import LayerStats, layer_stats
+from layerscope.insight.inputs import insight_data, inspected_model
+from layerscope.insight.sample import Sample, validation_sample
 from tests.insight.conftest import _train
 
 
@@ -23,11 +24,11 @@ class CompareWithFreshPass(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        recorder = base._recorders.get(trainer)
+        recorder = sample._recorders.get(trainer)
         assert recorder is not None and not recorder.failed and recorder.seen == 150
         recorded = validation_sample(trainer, pl_module, 150)
-        datamodule = trainer.datamodule
-        fresh, _ = layer_stats(lambda b: pl_module(datamodule.preprocess(b)), pl_module.model,
+        data = insight_data(trainer)
+        fresh, _ = layer_stats(lambda b: pl_module(data.preprocess(b)), inspected_model(pl_module),
                                recorded.images, batch_size=64)
         self.seen.append((recorded, fresh))
 

@@ -7,8 +7,9 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
-from layerscope.insight.base import EpochView, model_input
+from layerscope.insight.base import EpochView
 from layerscope.insight.capture import forward_batches, inspection_mode, layer_hooks, layer_tag, named_layers
+from layerscope.insight.inputs import insight_data, inspected_model, model_input
 
 
 def probe_indices(labels: torch.Tensor, per_class: int) -> torch.Tensor:
@@ -30,15 +31,15 @@ class FeatureMaps(EpochView):
     def draw(
         self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
     ) -> None:
-        val = trainer.datamodule.val
+        val, model = insight_data(trainer).val, inspected_model(pl_module)
         images = val.images[probe_indices(val.labels, self.images_per_class)]
-        layers = named_layers(pl_module.model)
+        layers = named_layers(model)
         outputs: dict[int, torch.Tensor] = {}
 
         def keep(index: int, output: torch.Tensor) -> None:
             outputs[index] = output[:, : self.max_channels].float().cpu()
 
-        with inspection_mode(pl_module.model), layer_hooks(layers, keep):
+        with inspection_mode(model), layer_hooks(layers, keep):
             forward_batches(lambda b: pl_module(model_input(trainer, pl_module, b)), images, 256)
         size = images.shape[-1]
         originals = render.display_images(images)

@@ -9,6 +9,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
 from layerscope.insight.base import EpochView
+from layerscope.insight.inputs import insight_data, inspected_model
 
 
 def first_layer_weight(model: nn.Module, in_channels: int, image_size: int) -> torch.Tensor:
@@ -37,8 +38,8 @@ class LayerFilters(EpochView):
     def draw(
         self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
     ) -> None:
-        info = trainer.datamodule.info
-        weight = first_layer_weight(pl_module.model, info["in_channels"], info["image_size"])
+        info = insight_data(trainer).info
+        weight = first_layer_weight(inspected_model(pl_module), info["in_channels"], info["image_size"])
         weight = weight[: self.max_filters]
         # Each filter scaled on its own, keeping the sign: mid-grey is a zero weight.
         tiles = render.stretch_signed(weight)

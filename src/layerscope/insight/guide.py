@@ -13,8 +13,9 @@ import lightning as L
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from layerscope.insight.base import example_input, tensorboard_writer
+from layerscope.insight.base import tensorboard_writer
 from layerscope.insight.capture import inspection_mode, layer_tag, named_layers
+from layerscope.insight.inputs import example_input, inspected_model
 
 log = logging.getLogger(__name__)
 
@@ -114,19 +115,19 @@ class Guide(L.Callback):
             return
         for tag, text in GUIDE.items():
             writer.add_text(f"guide/{tag}", text.strip(), 0)
-        writer.add_text("guide/09_layers_of_this_model", layer_table(pl_module.model), 0)
+        writer.add_text("guide/09_layers_of_this_model", layer_table(inspected_model(pl_module)), 0)
         writer.add_custom_scalars(CUSTOM_SCALARS)
         if self.graph:
             self._add_graph(writer, trainer, pl_module)
 
     @staticmethod
     def _add_graph(writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        example = example_input(trainer, pl_module)
+        model, example = inspected_model(pl_module), example_input(trainer, pl_module)
         try:
-            with inspection_mode(pl_module.model), warnings.catch_warnings():
+            with inspection_mode(model), warnings.catch_warnings():
                 # TensorBoard's graph export still goes through torch.jit.trace, now deprecated.
                 warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
-                writer.add_graph(pl_module.model, example)
+                writer.add_graph(model, example)
         except (RuntimeError, TypeError) as error:  # tracing fails on some custom models: warn, go on
             log.warning("the model graph could not be traced for TensorBoard: %s", error)
 

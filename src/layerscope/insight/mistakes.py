@@ -17,6 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
 from layerscope.insight.base import EpochView
+from layerscope.insight.inputs import insight_data
 
 
 def confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor, classes: int) -> torch.Tensor:
@@ -63,7 +64,7 @@ class Mistakes(EpochView):
 
     @staticmethod
     def _unnormalise(trainer: L.Trainer, images: torch.Tensor) -> torch.Tensor:
-        info = trainer.datamodule.info
+        info = insight_data(trainer).info
         mean = torch.tensor(info["mean"], device=images.device).view(1, -1, 1, 1)
         std = torch.tensor(info["std"], device=images.device).view(1, -1, 1, 1)
         return render.as_rgb((images.float() * std + mean).clamp(0, 1))
@@ -73,7 +74,7 @@ class Mistakes(EpochView):
     ) -> None:
         if not self._probs:
             return
-        classes = list(trainer.datamodule.classes)
+        classes = list(insight_data(trainer).classes)
         probs, labels = torch.cat(self._probs), torch.cat(self._labels)
         counts = confusion_matrix(labels, probs.argmax(1), len(classes))
         writer.add_figure("mistakes/confusion_matrix", self._confusion_figure(counts, classes, step), step)

@@ -16,8 +16,9 @@ from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
-from layerscope.insight.base import SampleView
 from layerscope.insight.capture import LayerStats, layer_tag
+from layerscope.insight.inputs import insight_data
+from layerscope.insight.sample import SampleView
 
 FIT_SHARE = 2 / 3  # probes train on this share of the sample and are scored on the rest
 
@@ -98,7 +99,7 @@ class LayerProbes(SampleView):
         names = [a.name for a in self._anatomy or []]
         depth = range(1, len(names) + 1)
         figure, axes = render.new_figure(max(6.0, 0.35 * len(names)), 4.2)
-        classes = len(trainer.datamodule.classes)
+        classes = len(insight_data(trainer).classes)
         axes.plot(depth, curves["class"], "o-", label="object class (accuracy)")
         axes.axhline(1 / classes, color="C0", linestyle=":", label="class: chance")
         if "parts" in curves:

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
-from layerscope.insight.base import SampleView
 from layerscope.insight.capture import LayerAnatomy, LayerStats, layer_tag
+from layerscope.insight.sample import SampleView
 
 
 def crop(image: torch.Tensor, anatomy: LayerAnatomy, position: int, width: int) -> torch.Tensor:

@@ -17,8 +17,9 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
-from layerscope.insight.base import model_anatomy, tensorboard_writer
+from layerscope.insight.base import tensorboard_writer
 from layerscope.insight.capture import LayerAnatomy, layer_tag
+from layerscope.insight.inputs import model_anatomy
 
 PLURAL = {"weight": "weights", "bias": "biases"}
 
