@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from layerscope.data.augment import channel_stats, match_shape, normalise, random_crop_flip
 from layerscope.data.base import ImageSource, ImageSplits, LabelledImages
+from layerscope.data.shapes import ConceptMasks
 from layerscope.errors import UserError, check_int
 
 
@@ -147,6 +148,7 @@ class ImageDataModule(L.LightningDataModule):
         self.std: list[float] = []
         self._train_loader: ResumableLoader | None = None
         self._train_position: dict[str, int] | None = None  # from a checkpoint, until the loader exists
+        self._val_origin: tuple[str, torch.Tensor] | None = None  # the source split and indices of val
 
     # --- loading -----------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -185,8 +187,10 @@ class ImageDataModule(L.LightningDataModule):
             )
         taken = 0
         val, test = splits.val, splits.test
+        self._val_origin = ("val", torch.arange(len(val))) if val is not None else None
         if val is None:
             val, taken = pool.subset(order[: self.val_size]), self.val_size
+            self._val_origin = ("train", order[: self.val_size])
         if test is None:
             test = pool.subset(order[taken : taken + self.test_size])
             taken += self.test_size
@@ -209,6 +213,18 @@ class ImageDataModule(L.LightningDataModule):
             "mean": self.mean,
             "std": self.std,
         }
+
+    def concept_masks(self, indices: torch.Tensor) -> ConceptMasks | None:
+        """Pixel masks of concepts (edges, parts, objects) for validation images ``indices``.
+
+        None where the source cannot render them, or where the images were resized to fit.
+        """
+        render = getattr(self.source, "concept_masks", None)
+        if render is None or self._val_origin is None or self.val is None:
+            return None
+        split, origin = self._val_origin
+        masks = render(split, origin[indices])
+        return masks if masks.masks.shape[-1] == self.val.images.shape[-1] else None
 
     # --- batches -----------------------------------------------------------------------------
     def _loader(self, part: LabelledImages | None, train: bool) -> ResumableLoader:

@@ -5,7 +5,9 @@ square, triangle, bar, dot, arc) at a random position, scale and rotation, in ra
 textured background; some images also hold stray parts beside the object. Every part is used by
 at least two classes, so no single part names the class: a network has to detect parts (middle
 layers) and then their arrangement (late layers). Every image carries its part labels, which the
-layer probes use to measure where part information lives.
+layer probes use to measure where part information lives, and any image can be rendered again
+with its concept masks (which part each pixel shows, the object, the part edges), which network
+dissection scores single units against.
 
 Rendering is vectorised: each part is a signed distance function evaluated on the pixel grid of
 a whole batch at once and alpha-blended with an anti-aliased edge. Images are generated in chunks
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -140,8 +143,8 @@ def _render_part(
     size: torch.Tensor,
     angle: torch.Tensor,
     colour: torch.Tensor,
-) -> None:
-    """Alpha-blend one part into each image of ``canvas`` (n, 3, H, W), in place."""
+) -> torch.Tensor:
+    """Alpha-blend one part into each image of ``canvas`` (n, 3, H, W), in place; return its alpha."""
     h = canvas.shape[-1]
     pixel = 2.0 / h
     axis = (torch.arange(h, dtype=torch.float32) + 0.5) * pixel - 1.0
@@ -153,30 +156,130 @@ def _render_part(
     v = (-sin * dx + cos * dy) / scale
     alpha = (0.5 - sdf(u, v) * scale / pixel).clamp_(0.0, 1.0).unsqueeze(1)
     canvas.mul_(1.0 - alpha).add_(colour[:, :, None, None] * alpha)
+    return alpha
 
 
-def _background(n: int, size: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Textured backgrounds: a base colour, smooth blotches and pixel noise."""
+def _background(
+    n: int, size: int, g: torch.Generator, rows: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Textured backgrounds of images ``rows`` (of ``n``): a base colour, smooth blotches and pixel noise.
+
+    The random numbers are drawn for all ``n`` images, so the rows come out as in the whole chunk.
+    """
     light = torch.rand(n, generator=g) < 0.5
     base = torch.rand(n, 3, generator=g) * 0.5 + torch.where(light, 0.5, 0.0)[:, None]
     blotches = torch.rand(n, 3, 4, 4, generator=g) * 2 - 1
-    blotches = torch.nn.functional.interpolate(
-        blotches, size=(size, size), mode="bicubic", align_corners=False
-    )
     noise = torch.randn(n, 3, size, size, generator=g)
-    canvas = base[:, :, None, None] + 0.2 * blotches + 0.05 * noise
+    blotches = torch.nn.functional.interpolate(
+        blotches[rows], size=(size, size), mode="bicubic", align_corners=False
+    )
+    canvas = base[rows, :, None, None] + 0.2 * blotches + 0.05 * noise[rows]
     return canvas, light
 
 
-def render_chunk(
-    n: int, size: int, seed: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Render ``n`` images of ``size`` x ``size``: (uint8 images, labels, part labels)."""
+@dataclass
+class PartMaps:
+    """Which part each pixel of rendered images shows, aligned with the images pixel for pixel.
+
+    A pixel shows a part when that part's alpha is over 0.5 and no part drawn later covers it
+    (anti-aliased rims count for the part that covers most of the pixel).
+    """
+
+    # uint8 (N, H, W): 0 background, 1 + k an object part of kind PART_NAMES[k], 1 + len(PART_NAMES) + k
+    # a stray part of that kind.
+    visible: torch.Tensor
+    # bool (N, H, W): the shape shown changes from this pixel to its right or lower neighbour (one pixel
+    # wide, on the boundaries of parts, including two touching parts of one kind).
+    edges: torch.Tensor
+
+    def part(self, kind: str, of: str = "any") -> torch.Tensor:
+        """bool (N, H, W): pixels showing a ``kind`` part: the ``object``'s, a ``stray`` one, or ``any``."""
+        code = 1 + PART_NAMES.index(kind)
+        codes = {"object": [code], "stray": [code + len(PART_NAMES)], "any": [code, code + len(PART_NAMES)]}
+        return torch.isin(self.visible, torch.tensor(codes[of], dtype=torch.uint8))
+
+    def object(self) -> torch.Tensor:
+        """bool (N, H, W): pixels of each image's object, the union of its own parts."""
+        return (self.visible >= 1) & (self.visible <= len(PART_NAMES))
+
+
+@dataclass
+class ConceptMasks:
+    """Pixel masks of named concepts for N images: what network dissection scores units against."""
+
+    names: list[str]
+    kinds: list[str]  # "edge", "part" or "object", one per concept
+    masks: torch.Tensor  # bool (N, K, H, W)
+
+
+def concepts(maps: PartMaps, labels: torch.Tensor) -> ConceptMasks:
+    """The concepts of ``shapes``: part edges, each part kind (object or stray), each class's object."""
+    whole = maps.object()
+    objects = [whole & (labels == c)[:, None, None] for c in range(len(CLASS_NAMES))]
+    masks = torch.stack([maps.edges, *(maps.part(kind) for kind in PART_NAMES), *objects], dim=1)
+    kinds = ["edge"] + ["part"] * len(PART_NAMES) + ["object"] * len(CLASS_NAMES)
+    return ConceptMasks(["edge", *PART_NAMES, *CLASS_NAMES], kinds, masks)
+
+
+class _Canvas:
+    """The images of one chunk being drawn: all of them, or only some rows; optionally their part maps.
+
+    Parts are drawn on the rows kept only, with random numbers drawn for the whole chunk, so a
+    kept row comes out exactly as it does when the whole chunk is drawn.
+    """
+
+    def __init__(self, pixels: torch.Tensor, n: int, rows: torch.Tensor, track: bool) -> None:
+        self.pixels = pixels
+        self.position = torch.full((n,), -1)
+        self.position[rows] = torch.arange(len(rows))
+        plane = (len(rows), *pixels.shape[-2:])
+        self.visible = torch.zeros(plane, dtype=torch.uint8) if track else None
+        self.shape = torch.zeros(plane, dtype=torch.uint8) if track else None
+
+    def draw(
+        self, images: torch.Tensor, sdf: Sdf, cx: torch.Tensor, cy: torch.Tensor, size: torch.Tensor,
+        angle: torch.Tensor, colour: torch.Tensor, code: int, shape: int,
+    ) -> None:
+        """Draw one part on ``images`` (chunk indices, with one value each in the other arguments).
+
+        ``code`` is the part's value in :attr:`PartMaps.visible`; ``shape`` numbers the part within
+        its image, so that edges also separate two touching parts of one kind.
+        """
+        keep = self.position[images] >= 0
+        at = self.position[images[keep]]
+        if len(at) == 0:
+            return
+        sub = self.pixels[at]
+        alpha = _render_part(sub, sdf, cx[keep], cy[keep], size[keep], angle[keep], colour[keep])
+        self.pixels[at] = sub
+        if self.visible is not None and self.shape is not None:
+            covered = alpha[:, 0] > 0.5
+            self.visible[at] = torch.where(covered, code, self.visible[at])
+            self.shape[at] = torch.where(covered, shape, self.shape[at])
+
+    def part_maps(self) -> PartMaps:
+        if self.visible is None or self.shape is None:
+            raise RuntimeError("part maps were not tracked")
+        edges = torch.zeros_like(self.shape, dtype=torch.bool)
+        edges[:, :, :-1] |= self.shape[:, :, :-1] != self.shape[:, :, 1:]
+        edges[:, :-1, :] |= self.shape[:, :-1, :] != self.shape[:, 1:, :]
+        return PartMaps(self.visible, edges)
+
+
+def _render(
+    n: int, size: int, seed: int, rows: torch.Tensor | None = None, track: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, _Canvas]:
+    """Draw images ``rows`` (all ``n`` by default) of one chunk: (uint8 images, labels, parts, canvas).
+
+    Labels and part labels are for all ``n`` images; the images and part maps for ``rows`` only.
+    """
     g = torch.Generator().manual_seed(seed)
+    rows = torch.arange(n) if rows is None else rows
     labels = torch.arange(n) % len(CLASSES)
     labels = labels[torch.randperm(n, generator=g)]
     parts = torch.zeros(n, len(PARTS), dtype=torch.uint8)
-    canvas, light = _background(n, size, g)
+    pixels, light = _background(n, size, g, rows)
+    canvas = _Canvas(pixels, n, rows, track)
 
     # Stray parts first (behind the object): up to MAX_STRAYS per image, anywhere, as large as
     # the object's own parts, so part presence alone does not give the class away.
@@ -189,17 +292,17 @@ def render_chunk(
                 continue
             m = len(idx)
             small = 0.5 if name == "dot" else 1.0
-            sub = canvas[idx]
-            _render_part(
-                sub,
+            canvas.draw(
+                idx,
                 PARTS[name],
                 torch.rand(m, generator=g) * 1.6 - 0.8,
                 torch.rand(m, generator=g) * 1.6 - 0.8,
                 (torch.rand(m, generator=g) * 0.2 + 0.14) * small,
                 torch.rand(m, generator=g) * 2 * math.pi,
                 _contrasting_colour(m, light[idx], g),
+                code=1 + len(PART_NAMES) + k,
+                shape=1 + slot,
             )
-            canvas[idx] = sub
             parts[idx, k] = 1
 
     # Then the object: one similarity transform per image, applied to every part.
@@ -214,35 +317,76 @@ def render_chunk(
         oy = (torch.rand(m, generator=g) * 2 - 1) * reach
         turn = (torch.rand(m, generator=g) * 2 - 1) * math.radians(40)
         cos, sin = turn.cos(), turn.sin()
-        sub = canvas[idx]
         colour = _contrasting_colour(m, light[idx], g)
-        for name, px, py, psize, protation, inside in template:
+        for j, (name, px, py, psize, protation, inside) in enumerate(template):
             colour = 1.0 - colour if inside else _contrasting_colour(m, light[idx], g)
-            _render_part(
-                sub,
+            canvas.draw(
+                idx,
                 PARTS[name],
                 ox + scale * (cos * px - sin * py),
                 oy + scale * (sin * px + cos * py),
                 scale * psize,
                 turn + math.radians(protation),
                 colour,
+                code=1 + PART_NAMES.index(name),
+                shape=1 + MAX_STRAYS + j,
             )
             parts[idx, PART_NAMES.index(name)] = 1
-        canvas[idx] = sub
-    images = (canvas.clamp_(0, 1) * 255).round_().to(torch.uint8)
+    images = (canvas.pixels.clamp_(0, 1) * 255).round_().to(torch.uint8)
+    return images, labels, parts, canvas
+
+
+def render_chunk(
+    n: int, size: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Render ``n`` images of ``size`` x ``size``: (uint8 images, labels, part labels)."""
+    images, labels, parts, _ = _render(n, size, seed)
     return images, labels, parts
+
+
+def render_with_maps(
+    n: int, size: int, seed: int, rows: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, PartMaps]:
+    """Images ``rows`` of the chunk ``render_chunk(n, size, seed)``, identical to it, with their part maps.
+
+    Costs the random draws of the whole chunk but the drawing of ``rows`` only.
+    """
+    images, labels, _, canvas = _render(n, size, seed, rows, track=True)
+    return images, labels[rows], canvas.part_maps()
+
+
+def _chunk_seed(seed: int, split: str, chunk: int) -> int:
+    split_offset = {"train": 0, "test": 1}[split]
+    return (seed * 1_000_003 + split_offset) * 100_003 + chunk
 
 
 def generate(num_images: int, size: int, seed: int, split: str) -> LabelledImages:
     """Generate ``num_images`` deterministically; any prefix matches a smaller request."""
-    split_offset = {"train": 0, "test": 1}[split]
-    chunks = []
-    for start in range(0, num_images, CHUNK):
-        # Always a whole chunk (the random draws depend on its length), trimmed afterwards.
-        chunk_seed = (seed * 1_000_003 + split_offset) * 100_003 + start // CHUNK
-        chunks.append(render_chunk(CHUNK, size, chunk_seed))
+    # Always whole chunks (the random draws depend on their length), trimmed afterwards.
+    chunks = [render_chunk(CHUNK, size, _chunk_seed(seed, split, start // CHUNK))
+              for start in range(0, num_images, CHUNK)]
     images, labels, parts = (torch.cat(t)[:num_images] for t in zip(*chunks, strict=True))
     return LabelledImages(images, labels, parts)
+
+
+def render_images_with_maps(
+    indices: torch.Tensor, size: int, seed: int, split: str
+) -> tuple[torch.Tensor, torch.Tensor, PartMaps]:
+    """Images ``indices`` of what ``generate(..., size, seed, split)`` makes, with their part maps."""
+    indices = torch.as_tensor(indices, dtype=torch.long)
+    images = torch.empty(len(indices), 3, size, size, dtype=torch.uint8)
+    labels = torch.empty(len(indices), dtype=torch.long)
+    visible = torch.empty(len(indices), size, size, dtype=torch.uint8)
+    edges = torch.empty(len(indices), size, size, dtype=torch.bool)
+    chunk_of = indices // CHUNK
+    for chunk in chunk_of.unique().tolist():
+        wanted = torch.nonzero(chunk_of == chunk).flatten()
+        rows, where = (indices[wanted] % CHUNK).unique(return_inverse=True)
+        chunk_seed = _chunk_seed(seed, split, chunk)
+        chunk_images, chunk_labels, maps = render_with_maps(CHUNK, size, chunk_seed, rows)
+        images[wanted], labels[wanted] = chunk_images[where], chunk_labels[where]
+        visible[wanted], edges[wanted] = maps.visible[where], maps.edges[where]
+    return images, labels, PartMaps(visible, edges)
 
 
 class ShapesSource:
@@ -279,3 +423,8 @@ class ShapesSource:
             test=self._cached("test", self.num_test),
             part_names=PART_NAMES,
         )
+
+    def concept_masks(self, split: str, indices: torch.Tensor) -> ConceptMasks:
+        """Concept masks of images ``indices`` of ``split``, rendered again by the code that drew them."""
+        _, labels, maps = render_images_with_maps(indices, self.image_size, self.seed, split)
+        return concepts(maps, labels)
