@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import struct
 import subprocess
 import sys
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
-from tests.conftest import REPO
+from tests.conftest import CONF, REPO, TINY_SHAPES
 
 
 def run(script: str, *overrides: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -75,10 +78,10 @@ def test_predict_to_csv_and_explain(tiny_run: Path, tmp_path: Path, test_images)
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 1 and rows[0]["path"] == str(image)
-    pictures = sorted(p.name for p in (tmp_path / "why" / "x").iterdir())
+    pictures = sorted(p.name for p in (tmp_path / "why" / "x.png").iterdir())  # named as the image
     assert pictures[-1] == "grad_cam.png"
     assert len([p for p in pictures if p.startswith("feature_maps_")]) == 8  # ResNet-8's layers
-    with Image.open(tmp_path / "why" / "x" / "grad_cam.png") as cam:
+    with Image.open(tmp_path / "why" / "x.png" / "grad_cam.png") as cam:
         assert cam.size == (64, 32)  # the image beside its Grad-CAM overlay
 
 
@@ -165,3 +168,94 @@ def test_export_refuses_an_unknown_format(tiny_run: Path, tmp_path: Path) -> Non
                  f"out_dir={tmp_path}")
     assert result.returncode == 2
     assert result.stderr == "error: format=tflite is not supported: choose onnx or torchscript\n"
+
+
+def touch(marker: Path) -> dict[str, Any]:
+    """A config that creates ``marker`` when Hydra builds it: a stand-in for any other callable."""
+    return {"_target_": "pathlib.Path.touch", "_args_": [str(marker)]}
+
+
+def copied_run(tiny_run: Path, folder: Path) -> Path:
+    """A copy of the tiny run's checkpoint and saved config; returns the checkpoint."""
+    (folder / "checkpoints").mkdir(parents=True)
+    shutil.copytree(tiny_run / ".hydra", folder / ".hydra")
+    return Path(shutil.copy(tiny_run / "checkpoints" / "best.ckpt", folder / "checkpoints" / "best.ckpt"))
+
+
+def refused_in_one_line(result: subprocess.CompletedProcess[str], key: str, marker: Path) -> None:
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert f"{key}=" in result.stderr and "not one of layerscope's own builders" in result.stderr
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("script", ["predict.py", "eval.py", "export.py"])
+@pytest.mark.parametrize("where", ["top", "nested"])
+def test_entry_points_refuse_a_checkpoint_naming_other_code(tiny_run: Path, tmp_path: Path, data_dir: Path,
+                                                             test_images, script: str, where: str) -> None:
+    marker = tmp_path / "marker"
+    ckpt = copied_run(tiny_run, tmp_path / "run")
+    checkpoint = torch.load(ckpt, weights_only=True)
+    if where == "top":
+        checkpoint["hyper_parameters"]["model_config"] = touch(marker)
+        key = "model_config._target_"
+    else:  # Hydra builds nested configs before the model that would refuse the argument
+        checkpoint["hyper_parameters"]["model_config"]["extra"] = [{**touch(marker), "_partial_": False}]
+        key = "model_config.extra[0]._target_"
+    torch.save(checkpoint, ckpt)
+    extra = {
+        "predict.py": [f"input={save_png(test_images[0][0], tmp_path / 'x.png')}"],
+        "eval.py": [f"paths.data_dir={data_dir}", f"hydra.run.dir={tmp_path / 'out'}"],
+        "export.py": ["format=torchscript", f"out_dir={tmp_path / 'out'}"],
+    }[script]
+    result = run(script, f"ckpt_path={ckpt}", *extra)
+    refused_in_one_line(result, key, marker)
+    assert result.stdout == "" and not (tmp_path / "out").exists()
+    assert not (tmp_path / "run" / "export").exists()
+
+
+@pytest.mark.parametrize("where", ["top", "nested"])
+def test_eval_refuses_a_run_config_naming_other_code(tiny_run: Path, tmp_path: Path, data_dir: Path,
+                                                     where: str) -> None:
+    marker = tmp_path / "marker"
+    ckpt = copied_run(tiny_run, tmp_path / "run")
+    saved = OmegaConf.load(tmp_path / "run" / ".hydra" / "config.yaml")
+    if where == "top":
+        saved.data = {"_target_": "os.makedirs", "name": str(marker)}
+        key = "data._target_"
+    else:
+        saved.data.source = touch(marker)
+        key = "data.source._target_"
+    OmegaConf.save(saved, tmp_path / "run" / ".hydra" / "config.yaml")
+    result = run("eval.py", f"ckpt_path={ckpt}", f"paths.data_dir={data_dir}",
+                 f"hydra.run.dir={tmp_path / 'out'}")
+    refused_in_one_line(result, key, marker)
+    assert str(tmp_path / "run" / ".hydra" / "config.yaml") in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_reports_what_training_reported_with_test_time_views(tmp_path: Path, data_dir: Path) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from layerscope.apps.cli import register_resolvers
+    from layerscope.apps.train import train
+
+    run_dir = tmp_path / "run"
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[
+            f"paths.data_dir={data_dir}", f"paths.output_dir={run_dir}", *TINY_SHAPES, "model.depth=8",
+            "trainer.max_epochs=2", "insight=off", "data.batch_size=100",
+            "module.test_time_flip=true", "module.test_time_shift=1",
+        ])
+    trained = train(cfg)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")  # as `python train.py` leaves it
+    result = run("eval.py", f"ckpt_path={trained['best_checkpoint']}", f"paths.data_dir={data_dir}",
+                 f"hydra.run.dir={tmp_path / 'eval'}")
+    assert result.returncode == 0, result.stderr
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert evaluated["test_time_flip"] is True and evaluated["test_time_shift"] == 1
+    assert evaluated["test/acc"] == pytest.approx(trained["test/acc"], abs=1e-6)
+    assert evaluated["test/loss"] == pytest.approx(trained["test/loss"], rel=1e-5)
+    rows = list(csv.DictReader((tmp_path / "eval" / "predictions.csv").open()))
+    assert sum(r["label"] == r["predicted"] for r in rows) / len(rows) == pytest.approx(trained["test/acc"])

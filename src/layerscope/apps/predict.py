@@ -1,78 +1,70 @@
-"""``python predict.py ckpt_path=... input=...``: one JSON object (or CSV row) per image."""
+"""``python predict.py ckpt_path=... input=...``: one JSON object (or CSV row) per image.
+
+Images are decoded ``batch_size`` at a time (:class:`layerscope.inference.predict.FolderPrediction`),
+so a folder of any size runs in bounded memory.
+"""
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
 
 from layerscope.apps.cli import run_hydra
-from layerscope.data.imagefolder import UnreadableImage
 from layerscope.errors import UserError
 from layerscope.inference import Classifier, image_files, load_classifier
+from layerscope.inference.predict import FolderPrediction, ImagePrediction, explanation_folder, write_csv
 
 
-def read_images(clf: Classifier, root: Path) -> tuple[list[tuple[Path, torch.Tensor]], list[str]]:
-    """The readable images under ``root`` (converted and resized) and a reason for each bad file."""
+def predict(cfg: DictConfig) -> int:
+    """Predict every readable image under ``cfg.input``; return how many were predicted."""
+    if cfg.output is not None and not str(cfg.output).endswith(".csv"):
+        raise UserError(f"output={cfg.output} must end in .csv (or leave it out for JSON on stdout)")
+    clf = load_classifier(cfg.ckpt_path, cfg.device)
+    root = Path(cfg.input).expanduser()
     if not root.exists():
         raise UserError(f"input={root} does not exist: pass an image file or a folder of images")
     files = image_files(root)
     if not files:
         raise UserError(f"input={root} holds no files: put images in it")
-    good, bad = [], []
-    for path in files:
-        try:
-            good.append((path, clf.load(path)))
-        except UnreadableImage as err:
-            bad.append(str(err))
-    if not good:
-        raise UserError(f"no readable image in input={root}: " + "; ".join(bad[:5]))
-    return good, bad
-
-
-def predict(cfg: DictConfig) -> list[dict[str, Any]]:
-    """Predict every readable image under ``cfg.input``; return the records it wrote."""
-    clf = load_classifier(cfg.ckpt_path, cfg.device)
-    images, bad = read_images(clf, Path(cfg.input).expanduser())
-    batch = torch.stack([image for _, image in images])
-    predictions = clf.predict(batch, batch_size=cfg.batch_size)
-    records = [
-        {"path": str(path), "label": top[0][0], "prob": round(top[0][1], 6),
-         "top_k": [[label, round(prob, 6)] for label, prob in top]}
-        for (path, _), top in zip(images, predictions.top_k(cfg.top_k), strict=True)
-    ]
-    _write(records, cfg.output)
-    for reason in bad:
-        print(f"skipped {reason}", file=sys.stderr)
+    predictions = FolderPrediction(clf, files, cfg.batch_size, cfg.top_k)
+    results: Iterable[ImagePrediction] = predictions
     if cfg.explain:
-        from layerscope.inference.explain import explain_image  # Captum and matplotlib only when asked for
+        results = _explained(clf, results, root, Path(cfg.out_dir))
+    records = (result.record() for result in results)
+    if cfg.output is None:
+        count = _print_json_lines(records)
+    else:
+        count = write_csv(records, Path(cfg.output))
+        print(f"wrote {count} predictions to {cfg.output}", file=sys.stderr)
+    for reason in predictions.unreadable:
+        print(f"skipped {reason}", file=sys.stderr)
+    return count
 
-        for (path, image), label in zip(images, predictions.indices.tolist(), strict=True):
-            folder = Path(cfg.out_dir) / path.stem
-            explain_image(clf, image, label, folder)
-            print(f"explained {path} in {folder}", file=sys.stderr)
-    return records
+
+def _print_json_lines(records: Iterable[dict[str, Any]]) -> int:
+    count = 0
+    for record in records:
+        print(json.dumps(record), flush=True)
+        count += 1
+    return count
 
 
-def _write(records: list[dict[str, Any]], output: str | None) -> None:
-    if output is None:
-        for record in records:
-            print(json.dumps(record), flush=True)
-        return
-    if not str(output).endswith(".csv"):
-        raise UserError(f"output={output} must end in .csv (or leave it out for JSON on stdout)")
-    with open(output, "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["path", "label", "prob", "top_k"])
-        for r in records:
-            top = ";".join(f"{label}:{prob}" for label, prob in r["top_k"])
-            writer.writerow([r["path"], r["label"], r["prob"], top])
-    print(f"wrote {len(records)} predictions to {output}", file=sys.stderr)
+def _explained(
+    clf: Classifier, results: Iterable[ImagePrediction], root: Path, out_dir: Path
+) -> Iterator[ImagePrediction]:
+    """Pass each result on after writing its explanation under ``out_dir``."""
+    from layerscope.inference.explain import explain_image  # Captum and matplotlib only when asked for
+
+    for result in results:
+        folder = explanation_folder(out_dir, root, result.path)
+        explain_image(clf, result.image, result.index, folder)
+        print(f"explained {result.path} in {folder}", file=sys.stderr)
+        yield result
 
 
 def main(config_dir: Path | None = None) -> Any:
