@@ -15,23 +15,31 @@ matplotlib.use("Agg")  # draw off-screen
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
 from matplotlib import colormaps
+from torch import nn
 from torchvision.utils import save_image
 
 from layerscope.inference.loading import Classifier
-from layerscope.insight.capture import layer_tag
 from layerscope.insight.feature_maps import feature_map_grid
 from layerscope.insight.render import display_images
+from layerscope.models.layers import layer_tag, named_layers
 
 
-def grad_cam(clf: Classifier, image: torch.Tensor, target: int) -> torch.Tensor:
-    """(H, W) heat map in [0, 1]: where the last convolutional layer saw class ``target``."""
-    layers = [module for name, module in clf.model.named_layers()]
-    maps = clf.feature_maps(image)
-    spatial = [module for module, out in zip(layers, maps.values(), strict=True) if out.dim() == 3]
+def last_spatial_layer(clf: Classifier, maps: dict[str, torch.Tensor]) -> nn.Module:
+    """The last layer whose output (in ``maps``, from ``clf.feature_maps``) is a map (C, H, W)."""
+    spatial = [name for name, output in maps.items() if output.dim() == 3]
     if not spatial:
         raise ValueError("the model has no convolutional layer: Grad-CAM needs one")
+    return dict(named_layers(clf.model))[spatial[-1]]
+
+
+def grad_cam(
+    clf: Classifier, image: torch.Tensor, target: int, layer: nn.Module | None = None
+) -> torch.Tensor:
+    """(H, W) heat map in [0, 1]: where ``layer`` (by default the last convolutional one) saw ``target``."""
+    if layer is None:
+        layer = last_spatial_layer(clf, clf.feature_maps(image))
     batch = clf.to_batch(image.unsqueeze(0)).requires_grad_(True)
-    cam = LayerGradCam(clf.model, spatial[-1])
+    cam = LayerGradCam(clf.model, layer)
     attribution = cam.attribute(batch, target=target, relu_attributions=True)
     heat = LayerAttribution.interpolate(attribution, tuple(batch.shape[-2:]), interpolate_mode="bilinear")
     heat = heat[0, 0].detach().cpu()
@@ -44,12 +52,13 @@ def explain_image(
     """Write ``folder/feature_maps_NN_layer.png`` for every layer and ``folder/grad_cam.png``."""
     folder.mkdir(parents=True, exist_ok=True)
     original = display_images(image.unsqueeze(0))
-    for index, (name, output) in enumerate(clf.feature_maps(image).items()):
+    maps = clf.feature_maps(image)
+    for index, (name, output) in enumerate(maps.items()):
         batch = output.unsqueeze(0)
         batch = batch[:, :max_channels] if batch.dim() == 4 else batch
         picture = feature_map_grid(original, batch, image.shape[-1])
         save_image(picture, folder / f"feature_maps_{layer_tag(index, name)}.png")
-    heat = grad_cam(clf, image, target)
+    heat = grad_cam(clf, image, target, last_spatial_layer(clf, maps))
     coloured = torch.from_numpy(colormaps["jet"](heat.numpy())[..., :3]).permute(2, 0, 1).float()
     overlay = 0.55 * original[0] + 0.45 * coloured
     save_image(torch.cat([original[0], overlay], dim=2), folder / "grad_cam.png")
