@@ -16,10 +16,15 @@ from tests.conftest import REPO
 
 BROWSER = os.environ.get("CHROMIUM") or shutil.which("chromium")
 
-# Developers without Chromium skip this; CI (which installs it with `make test`) never does.
-pytestmark = pytest.mark.skipif(
-    BROWSER is None and not os.environ.get("CI"), reason="needs Debian's chromium (make test installs it)"
-)
+pytestmark = [
+    # Developers without Chromium skip this; CI (which installs it with `make test`) never does.
+    pytest.mark.skipif(
+        BROWSER is None and not os.environ.get("CI"), reason="needs Debian's chromium (make test installs it)"
+    ),
+    # Run alone, it also pays for the two trainings of the session's `runs` fixture before its own
+    # browser, which may take up to 300 s: more room than the suite's default.
+    pytest.mark.timeout(1200),
+]
 
 
 def test_tensorboard_renders_the_layer_views(runs: dict[str, Path], tmp_path: Path) -> None:

@@ -1,6 +1,9 @@
 """Lightning callbacks that show the inside of a network in TensorBoard while it trains.
 
 Each module is one view; ``conf/insight/`` switches them on and sets how often and how much they log.
+What they share: ``inputs`` (what a view may read of the data and the model, checked), ``base`` (when
+and where views draw), ``sample`` (the validation sample and what each layer made of it), ``capture``
+(hooks and inspection passes) and ``render`` (pictures).
 """
 
 from layerscope.insight.feature_maps import FeatureMaps
