@@ -37,7 +37,8 @@ def test_the_data_module_provides_what_insight_reads() -> None:
     data.setup()
     assert isinstance(data, InsightData)
     assert insight_data(_trainer(data)) is data
-    assert INSIGHT_DATA_MEMBERS == ["classes", "info", "preprocess", "val"]
+    assert INSIGHT_DATA_MEMBERS == ["classes", "concept_masks", "info", "preprocess", "val"]
+    assert data.concept_masks(torch.arange(3)) is None  # random images have no concepts
 
 
 def test_a_data_module_without_a_member_is_refused_in_one_line_naming_it() -> None:
@@ -45,6 +46,9 @@ def test_a_data_module_without_a_member_is_refused_in_one_line_naming_it() -> No
         def __init__(self) -> None:
             self.val = LabelledImages(torch.zeros(1, 1, 8, 8, dtype=torch.uint8), torch.zeros(1).long())
             self.classes, self.info = ["only"], {}
+
+        def concept_masks(self, indices: torch.Tensor) -> None:
+            return None
 
     with pytest.raises(UserError, match=r"NoPreprocessing \(no preprocess\).*insight=off") as error:
         insight_data(_trainer(NoPreprocessing()))

@@ -3,8 +3,8 @@
 Views never reach into ``trainer.datamodule`` or ``pl_module`` by attribute name: they call
 :func:`insight_data` and :func:`inspected_model`, which check that what they hand out is
 there, and fail in one line naming what is missing. A view that needs more from the data
-(the concept masks of ``shapes``, say) adds a member to :class:`InsightData`, typed ``... | None``
-where only some data sets have it, so that every data module can still answer.
+adds a member to :class:`InsightData`, typed ``... | None`` where only some data sets have it (as
+the concept masks, which only ``shapes`` renders), so that every data module can still answer.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from layerscope.data.base import LabelledImages
+from layerscope.data.shapes import ConceptMasks
 from layerscope.errors import UserError
 from layerscope.insight.capture import LayerAnatomy, trace_anatomy
 
@@ -42,6 +43,10 @@ class InsightData(Protocol):
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """A uint8 batch as the model sees it: float, normalised."""
+        ...
+
+    def concept_masks(self, indices: torch.Tensor) -> ConceptMasks | None:
+        """Pixel masks of concepts for the validation images ``indices``; None where the data has none."""
         ...
 
 
