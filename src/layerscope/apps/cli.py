@@ -18,6 +18,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from layerscope.apps.overrides import check_command_line
 from layerscope.data.imagefolder import class_names
 from layerscope.errors import UserError
 from layerscope.files import write_atomically
@@ -27,7 +28,12 @@ EXIT_USER_ERROR = 2
 
 
 def default_config_dir() -> Path:
-    """The configs shipped inside the package (``layerscope/conf``), wherever it is installed."""
+    """The configs shipped inside the package (``layerscope/conf``), wherever it is installed.
+
+    A folder found from this file, not Hydra's ``pkg://layerscope.conf``: pip unpacks wheels as plain
+    files, so the same path serves an installed wheel, an editable install and the checkout, while
+    ``pkg://`` would need an ``__init__.py`` in the config folder.
+    """
     return Path(__file__).resolve().parents[1] / "conf"
 
 
@@ -37,21 +43,6 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver(
             "imagefolder_classes", lambda root: len(class_names(root))
         )
-
-
-def check_group_choices(config_dir: Path, overrides: list[str]) -> None:
-    """Reject ``group=option`` overrides naming no file, listing the options in one line."""
-    for override in overrides:
-        key, sep, value = override.partition("=")
-        if not sep or key.startswith(("+", "~", "hydra")) or "." in key or "/" in key:
-            continue
-        group = config_dir / key
-        if not group.is_dir():
-            continue
-        options = sorted(p.stem for p in group.glob("*.yaml"))
-        for choice in value.split(","):
-            if choice not in options and choice != "null":
-                raise UserError(f"{key}={choice} is not an option: choose one of {', '.join(options)}")
 
 
 def check_output_folders(overrides: list[str]) -> None:
@@ -133,7 +124,7 @@ def run_hydra(
         fail(f"no configs at {config_dir}: reinstall layerscope (pip install layerscope)")
     register_resolvers()
     try:
-        check_group_choices(config_dir, sys.argv[1:])
+        check_command_line(config_dir, config_name, sys.argv[1:])
         check_output_folders(sys.argv[1:])
     except UserError as err:
         fail(str(err))
