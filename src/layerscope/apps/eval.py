@@ -1,4 +1,8 @@
-"""``python eval.py ckpt_path=...``: a checkpoint's test-split metrics, per class too."""
+"""``python eval.py ckpt_path=...``: a checkpoint's test-split metrics, per class too.
+
+The test runs as training's does (the same LightningModule test step, with the test-time views
+the run was trained with), so ``test/acc`` and ``test/loss`` are those in the run's metrics.json.
+"""
 
 from __future__ import annotations
 
@@ -6,58 +10,102 @@ import csv
 from pathlib import Path
 from typing import Any
 
-import torch.nn.functional as F
+import lightning as L
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from layerscope.apps.cli import run_hydra, write_json_atomic
 from layerscope.errors import UserError
-from layerscope.inference import Classifier, load_classifier
+from layerscope.inference.loading import (
+    check_fits,
+    checkpoint_test_views,
+    load_weights,
+    model_config,
+    read_checkpoint,
+    run_folder,
+)
+from layerscope.inference.trust import DATA_BUILDERS, trusted
+from layerscope.training.module import ImageClassifier
+
+ACCELERATORS = {"cpu": "cpu", "cuda": "gpu", "mps": "mps"}  # torch's device types -> Lightning's
 
 
-def data_config(cfg: DictConfig) -> DictConfig:
-    """``data=`` if given, else the data config of the run that wrote the checkpoint."""
+def data_config(cfg: DictConfig) -> Any:
+    """``data=`` if given, else the data config of the run that wrote the checkpoint, checked.
+
+    The saved config is a file, not the user's choice: it may name only the project's own data
+    module and sources.
+    """
     if cfg.get("data") is not None:
         return cfg.data
-    saved = Path(cfg.ckpt_path).expanduser().resolve().parent.parent / ".hydra" / "config.yaml"
+    saved = run_folder(cfg.ckpt_path) / ".hydra" / "config.yaml"
     if not saved.is_file():
         raise UserError(f"no run config at {saved} to know the checkpoint's data: pass data=... too")
     # The run's own config resolves the data config's interpolations (seed, ...); its paths are
     # replaced by this command's, so data is looked for where this command says it lives.
     merged = OmegaConf.merge(OmegaConf.load(saved), {"paths": cfg.paths})
-    return merged.data
+    return trusted(OmegaConf.to_container(merged.data, resolve=True), DATA_BUILDERS, "data", str(saved))
 
 
-def check_fits(clf: Classifier, info: dict[str, Any], data_name: str) -> None:
-    """The data must have the checkpoint's image shape and classes."""
-    mine = (clf.in_channels, clf.image_size, clf.image_size)
-    theirs = (info["in_channels"], info["image_size"], info["image_size"])
-    if mine != theirs or list(info["classes"]) != clf.classes:
-        raise UserError(
-            f"the checkpoint expects {'x'.join(map(str, mine))} images of {len(clf.classes)} classes "
-            f"({', '.join(clf.classes[:4])}, ...); data={data_name} has {'x'.join(map(str, theirs))} "
-            f"images of {len(info['classes'])} classes ({', '.join(info['classes'][:4])}, ...)"
-        )
+def trainer_placement(device: str) -> dict[str, Any]:
+    """``device=cuda:1`` as Lightning's ``accelerator`` and ``devices``."""
+    try:
+        where = torch.device(device)
+    except RuntimeError as err:
+        raise UserError(f"device={device} is not a device: use cpu, cuda, cuda:1, ...") from err
+    if where.type not in ACCELERATORS:
+        raise UserError(f"device={device} is not supported: use one of {', '.join(ACCELERATORS)}")
+    devices = [where.index] if where.index is not None and where.type != "cpu" else 1
+    return {"accelerator": ACCELERATORS[where.type], "devices": devices}
+
+
+class KeepLogits(L.Callback):
+    """Keeps the logits of every test batch (the module's test step returns them), in order."""
+
+    def __init__(self) -> None:
+        self.logits: list[torch.Tensor] = []
+
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                          batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.logits.append(outputs.detach().float().cpu())
+
+
+def tested_module(cfg: DictConfig) -> ImageClassifier:
+    """The LightningModule as the training run tested it: its weights and its test-time views."""
+    checkpoint = read_checkpoint(cfg.ckpt_path)
+    hparams = checkpoint["hyper_parameters"]
+    module = ImageClassifier(model_config(checkpoint, cfg.ckpt_path), hparams["data_info"],
+                             **checkpoint_test_views(checkpoint, cfg.ckpt_path))
+    load_weights(module, checkpoint["state_dict"], cfg.ckpt_path)
+    return module
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test-split accuracy, loss and per-class accuracy; metrics.json and predictions.csv."""
-    clf = load_classifier(cfg.ckpt_path, cfg.device)
-    datamodule = instantiate(data_config(cfg))
+    placement = trainer_placement(cfg.device)
+    data = data_config(cfg)  # checked before anything is built
+    module = tested_module(cfg)
+    batch_size = {"eval_batch_size": cfg.batch_size} if cfg.batch_size else {}
+    datamodule = instantiate(data, **batch_size)
     datamodule.setup("test")
-    check_fits(clf, datamodule.info, datamodule.name)
-    test = datamodule.test
-    predictions = clf.predict(test.images, batch_size=cfg.batch_size)
-    predicted = predictions.indices
-    labels = test.labels
-    loss = F.nll_loss(predictions.probs.clamp_min(1e-12).log(), labels).item()
+    check_fits(module.hparams["data_info"], datamodule.info, "pass data=... as in the training run")
+    kept = KeepLogits()
+    trainer = L.Trainer(**placement, callbacks=[kept], logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=cfg.paths.output_dir)
+    results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    logits, labels = torch.cat(kept.logits), datamodule.test.labels
+    predicted = logits.argmax(dim=1)
+    classes = datamodule.info["classes"]
     per_class = {
         name: (predicted[labels == c] == c).float().mean().item() if (labels == c).any() else None
-        for c, name in enumerate(clf.classes)
+        for c, name in enumerate(classes)
     }
     metrics = {
-        "test/acc": (predicted == labels).float().mean().item(), "test/loss": loss,
+        "test/acc": results["test/acc"], "test/loss": results["test/loss"],
         "test/per_class_acc": per_class, "images": len(labels), "data": datamodule.name,
+        "test_time_flip": module.test_time_flip, "test_time_shift": module.test_time_shift,
         "ckpt_path": str(Path(cfg.ckpt_path).expanduser().resolve()),
     }
     run_dir = Path(cfg.paths.output_dir)
@@ -65,9 +113,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     with open(run_dir / "predictions.csv", "w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["index", "label", "predicted", "prob"])
-        probs = predictions.probs.max(dim=1).values
+        probs = logits.softmax(dim=1).max(dim=1).values
         for i, (y, p, q) in enumerate(zip(labels.tolist(), predicted.tolist(), probs.tolist(), strict=True)):
-            writer.writerow([i, clf.classes[y], clf.classes[p], round(q, 6)])
+            writer.writerow([i, classes[y], classes[p], round(q, 6)])
     _print_table(metrics, run_dir)
     return metrics
 
