@@ -249,6 +249,7 @@ def test_eval_reports_what_training_reported_with_test_time_views(tmp_path: Path
             "module.test_time_flip=true", "module.test_time_shift=1",
         ])
     trained = train(cfg)
+    (run_dir / ".hydra").mkdir()
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")  # as `python train.py` leaves it
     result = run("eval.py", f"ckpt_path={trained['best_checkpoint']}", f"paths.data_dir={data_dir}",
                  f"hydra.run.dir={tmp_path / 'eval'}")
