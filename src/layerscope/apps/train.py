@@ -15,7 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from layerscope.apps.cli import default_config_dir, register_resolvers, run_hydra, write_json_atomic
 from layerscope.errors import UserError
 from layerscope.files import remove_unfinished
-from layerscope.inference.loading import read_checkpoint
+from layerscope.inference.loading import check_fits, read_checkpoint
+from layerscope.inference.trust import current_targets
 from layerscope.insight.hparams import log_hparams
 from layerscope.training.callbacks import TrainSpeedMonitor
 from layerscope.training.timing import PhaseTimer, breakdown_line, process_start_time
@@ -133,12 +134,13 @@ def _checkpoint_to_resume(cfg: DictConfig, run_dir: Path) -> str | None:
 def _check_same_setup(ckpt_path: str, model_config: Any, data_info: dict[str, Any]) -> None:
     """A checkpoint continues only the training that made it: same model, same classes and shapes."""
     saved = read_checkpoint(ckpt_path)["hyper_parameters"]  # a damaged or foreign file ends here
-    keys = ("classes", "in_channels", "image_size")
-    if saved["model_config"] != model_config or any(saved["data_info"].get(k) != data_info[k] for k in keys):
+    resume = "resume with the overrides that started it"
+    if current_targets(saved["model_config"]) != model_config:
         raise UserError(
             f"{ckpt_path} was trained with another model or data ({saved['model_config'].get('_target_')} "
-            f"on {saved['data_info'].get('name')}): resume with the overrides that started it"
+            f"on {saved['data_info'].get('name')}): {resume}"
         )
+    check_fits(saved["data_info"], data_info, resume)
 
 
 def _print_summary(run_dir: Path, metrics: dict[str, Any]) -> None:
