@@ -1,0 +1,376 @@
+"""What single units detect: Network Dissection on data with concept masks (``shapes``).
+
+Bau, Zhou, Khosla, Oliva and Torralba ("Network Dissection: Quantifying Interpretability of Deep
+Visual Representations", CVPR 2017) label a unit (a channel of a convolutional layer) with the
+concept whose pixels it covers. For each unit of each convolutional layer in the layer list:
+
+1. its threshold T: the level its activations exceed at a ``quantile`` share of all positions of
+   all sample images (their P(a > T) = 0.005);
+2. its map, upsampled bilinearly to the image size, is on where it reaches T;
+3. its IoU with each concept: |on & mask| / |on | mask|, each summed over the sample;
+4. its label: the concept of highest IoU if that IoU reaches ``iou_threshold`` (theirs 0.04), else none.
+
+The concepts are the part edges, the seven part kinds and the ten objects, so each labelled unit
+is an edge, part or object detector; the shares of each type per layer are the measured version
+of "edges, then parts, then objects".
+
+The quantile used here is 0.02, not the paper's 0.005. The paper's images are 112 to 227 pixels;
+ours are 32, where the part edges (one pixel wide) cover about 10 % of the pixels. A unit on at
+its top 0.5 % of positions can then reach an IoU of at most 0.05 with the edges, and in practice
+stays below 0.04: no unit can be an edge detector. At 0.02 a unit covers about as many pixels as
+one part kind or one object class does (1 to 5 % of all pixels), so every concept can be matched.
+Measured on the default run's checkpoint: at 0.02, stage 1 is mostly edge detectors, part
+detectors peak in stage 2 and object detectors dominate stage 3; at 0.05 the same order shows
+with more edge detectors in stage 2; at 0.005 no edge detector at all. The IoU threshold stays
+the paper's 0.04.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+
+from layerscope.insight import render
+from layerscope.insight.base import EpochView
+from layerscope.insight.capture import inspection_mode, layer_hooks, layer_tag, named_layers
+from layerscope.insight.inputs import insight_data, inspected_model, model_input
+
+log = logging.getLogger(__name__)
+
+DETECTOR_TYPES = ("edge", "part", "object")
+NONE = -1  # the label of a unit that detects no concept
+
+
+# --- the measurement, free of logging --------------------------------------------------------------
+class TopQuantile:
+    """Each channel's threshold at the top ``quantile`` of its values over all batches, exactly.
+
+    Keeps only the largest ``quantile`` share of each channel's values seen so far, and the
+    channel's minimum, so a whole sample never has to be held in memory.
+    """
+
+    def __init__(self, quantile: float, images: int) -> None:
+        self.quantile, self.images = quantile, images
+        self.top: torch.Tensor | None = None  # (C, <= k) the largest values so far
+        self.floor: torch.Tensor | None = None  # (C,) the smallest value so far
+
+    def add(self, maps: torch.Tensor) -> None:
+        """``maps`` (B, C, h, w): one batch of a layer's output."""
+        values = maps.float().transpose(0, 1).flatten(1)
+        keep = max(1, math.ceil(self.quantile * self.images * maps.shape[-1] * maps.shape[-2]))
+        low = values.min(dim=1).values
+        if self.top is not None and self.floor is not None:
+            values = torch.cat([self.top, values], dim=1)
+            low = torch.minimum(self.floor, low)
+        self.top = values.topk(min(keep, values.shape[1]), dim=1, sorted=False).values
+        self.floor = low
+
+    def thresholds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(T, floor), each (C,): the smallest of the top values, and the smallest value of all."""
+        if self.top is None or self.floor is None:
+            raise RuntimeError("no values were added")
+        return self.top.min(dim=1).values, self.floor
+
+
+def active(maps: torch.Tensor, threshold: torch.Tensor, floor: torch.Tensor, size: int) -> torch.Tensor:
+    """bool (B, C, size, size): where each unit's map, upsampled bilinearly, reaches its threshold.
+
+    Values tied at the threshold count, except at the unit's floor (a ReLU's zero): a unit that
+    is silent on most pixels is on only where it is above its floor, never everywhere.
+    """
+    maps = maps.float()
+    if maps.shape[-2:] != (size, size):
+        # Channels-last: the CPU kernel is about four times faster on it than on NCHW.
+        maps = maps.contiguous(memory_format=torch.channels_last)
+        maps = F.interpolate(maps, size=(size, size), mode="bilinear", align_corners=False)
+    threshold, floor = threshold[None, :, None, None], floor[None, :, None, None]
+    return (maps >= threshold) & (maps > floor)
+
+
+class OverlapCounter:
+    """Sums, over batches, each unit's on-pixels, each concept's pixels and their intersections.
+
+    Upsamples only the maps that can reach their threshold somewhere: a bilinear upsampling never
+    exceeds the largest value it interpolates, so a map whose peak is below the threshold stays
+    off. At a top quantile of 0.02 that skips most maps, and upsampling is the costly step.
+    """
+
+    def __init__(self, threshold: torch.Tensor, floor: torch.Tensor, concepts: int) -> None:
+        self.threshold, self.floor = threshold, floor
+        self.intersection = torch.zeros(len(threshold), concepts, device=threshold.device)
+        self.unit_area = torch.zeros(len(threshold), device=threshold.device)
+
+    def add(self, maps: torch.Tensor, concepts: torch.Tensor) -> None:
+        """``maps`` (B, C, h, w) a layer's output; ``concepts`` bool (B, K, H, W) the images' masks."""
+        peak = maps.flatten(2).amax(dim=2).float()
+        image, unit = torch.nonzero((peak >= self.threshold) & (peak > self.floor), as_tuple=True)
+        on = active(maps[image, unit][None], self.threshold[unit], self.floor[unit], concepts.shape[-1])
+        row, col, pair = torch.nonzero(on[0].permute(1, 2, 0), as_tuple=True)  # memory order: fastest
+        pixel, concept = torch.nonzero(concepts[image[pair], :, row, col], as_tuple=True)  # on and in
+        width = self.intersection.shape[1]
+        counts = torch.bincount(unit[pair[pixel]] * width + concept, minlength=self.intersection.numel())
+        self.intersection += counts.view_as(self.intersection)
+        self.unit_area += torch.bincount(unit[pair], minlength=len(self.unit_area))
+
+    def iou(self, concept_area: torch.Tensor) -> torch.Tensor:
+        """(C, K) intersection over union, each summed over the sample as in the paper.
+
+        ``concept_area`` (K,): each concept's pixels over the same images.
+        """
+        union = self.unit_area[:, None] + concept_area.to(self.unit_area) - self.intersection
+        return self.intersection / union.clamp_min(1)
+
+
+def label_units(iou: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """(C,) each unit's best concept where its IoU reaches ``iou_threshold``, else ``NONE``."""
+    best, concept = iou.max(dim=1)
+    return torch.where(best >= iou_threshold, concept, NONE)
+
+
+def detector_shares(labels: torch.Tensor, kinds: list[str]) -> dict[str, float]:
+    """The share of a layer's units that detect a concept of each type (edge, part, object)."""
+    kind_of = [kinds[c] if c != NONE else "none" for c in labels.tolist()]
+    return {kind: kind_of.count(kind) / max(1, len(kind_of)) for kind in DETECTOR_TYPES}
+
+
+@dataclass
+class LayerDissection:
+    """One convolutional layer's units, dissected."""
+
+    index: int  # position in the layer list
+    name: str
+    threshold: torch.Tensor  # (C,)
+    floor: torch.Tensor  # (C,)
+    iou: torch.Tensor  # (C, K)
+    labels: torch.Tensor  # (C,) concept index, or NONE
+    peak: torch.Tensor  # (N, C) each unit's largest activation on each sample image
+
+
+def dissect(
+    model: nn.Module,
+    forward: Callable[[torch.Tensor], Any],
+    images: torch.Tensor,
+    concepts: torch.Tensor,
+    quantile: float,
+    iou_threshold: float,
+    batch_size: int = 250,
+) -> list[LayerDissection]:
+    """Dissect every layer of ``model``'s layer list whose output is a map (B, C, h, w).
+
+    ``forward`` runs the model on a batch of ``images``; ``concepts`` bool (N, K, H, W) are the
+    images' concept masks. Two inspection passes: thresholds first, then overlaps.
+    """
+    layers = named_layers(model)
+    quantiles: dict[int, TopQuantile] = {}
+    peaks: dict[int, list[torch.Tensor]] = {}
+
+    def measure(index: int, output: torch.Tensor) -> None:
+        if output.dim() == 4:
+            quantiles.setdefault(index, TopQuantile(quantile, len(images))).add(output)
+            peaks.setdefault(index, []).append(output.float().flatten(2).amax(2).cpu())
+
+    _passes(model, layers, forward, images, batch_size, measure)
+    counters = {index: OverlapCounter(*q.thresholds(), concepts.shape[1]) for index, q in quantiles.items()}
+    batch_concepts: list[torch.Tensor] = []
+
+    def overlap(index: int, output: torch.Tensor) -> None:
+        if index in counters:
+            counters[index].add(output, batch_concepts[0].to(output.device))
+
+    def with_concepts(start: int) -> None:
+        batch_concepts[:] = [concepts[start : start + batch_size]]
+
+    _passes(model, layers, forward, images, batch_size, overlap, with_concepts)
+    concept_area = concepts.transpose(0, 1).flatten(1).sum(dim=1, dtype=torch.float32)
+    results = []
+    for index, counter in sorted(counters.items()):
+        iou = counter.iou(concept_area).cpu()
+        threshold, floor = (t.cpu() for t in quantiles[index].thresholds())
+        results.append(LayerDissection(
+            index, layers[index][0], threshold, floor, iou, label_units(iou, iou_threshold),
+            torch.cat(peaks[index]),
+        ))
+    return results
+
+
+def _passes(
+    model: nn.Module, layers: list[tuple[str, nn.Module]], forward: Callable[[torch.Tensor], Any],
+    images: torch.Tensor, batch_size: int, on_output: Callable[[int, torch.Tensor], None],
+    before_batch: Callable[[int], None] | None = None,
+) -> None:
+    with inspection_mode(model), layer_hooks(layers, on_output):
+        for start in range(0, len(images), batch_size):
+            if before_batch is not None:
+                before_batch(start)
+            forward(images[start : start + batch_size])
+
+
+# --- the view ------------------------------------------------------------------------------------
+@dataclass
+class _Detector:
+    concept: int
+    layer: LayerDissection
+    unit: int
+    iou: float
+
+
+def best_detectors(layers: list[LayerDissection], concept_count: int) -> list[_Detector]:
+    """For each concept that some unit detects, the unit (of any layer) that detects it best."""
+    best: dict[int, _Detector] = {}
+    for layer in layers:
+        for unit, concept in enumerate(layer.labels.tolist()):
+            iou = float(layer.iou[unit, concept]) if concept != NONE else 0.0
+            if concept != NONE and (concept not in best or iou > best[concept].iou):
+                best[concept] = _Detector(concept, layer, unit, iou)
+    return [best[c] for c in range(concept_count) if c in best]
+
+
+class Dissection(EpochView):
+    """``dissection/<edge|part|object>/NN_<layer>``: the share of each convolutional layer's units
+    that detect a concept of that type; the chart ``dissection/detectors_by_depth``; the best
+    detector of each concept over a few images (``dissection/best_detectors``); and a table of every
+    labelled unit (TEXT ``dissection/detectors``). On data without concept masks it logs nothing.
+    """
+
+    def __init__(
+        self, every_n_epochs: int = 1, sample_size: int = 1000, quantile: float = 0.02,
+        iou_threshold: float = 0.04, images_per_detector: int = 6, batch_size: int = 250,
+    ) -> None:
+        super().__init__(every_n_epochs)
+        if not 0 < quantile < 1:
+            raise ValueError(f"quantile={quantile} must be between 0 and 1")
+        self.sample_size, self.quantile, self.iou_threshold = sample_size, quantile, iou_threshold
+        self.images_per_detector, self.batch_size = images_per_detector, batch_size
+        self._sample: tuple[torch.Tensor, Any] | None = None
+        self._no_masks = False
+
+    def _concepts(self, trainer: L.Trainer) -> tuple[torch.Tensor, Any] | None:
+        """The first validation images and their concept masks, or None where the data has none."""
+        if self._sample is None and not self._no_masks:
+            data = insight_data(trainer)
+            count = min(self.sample_size, len(data.val))
+            # Only data modules over sources that render masks (shapes) have them.
+            render_masks = getattr(data, "concept_masks", None)
+            masks = render_masks(torch.arange(count)) if render_masks is not None else None
+            if masks is None:
+                log.info("dissection: the data has no concept masks (only shapes has), so it logs nothing")
+                self._no_masks = True
+            else:
+                self._sample = (data.val.images[:count], masks)
+        return self._sample
+
+    def draw(
+        self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
+    ) -> None:
+        sample = self._concepts(trainer)
+        if sample is None:
+            return
+        images, concepts = sample
+        model = inspected_model(pl_module)
+        layers = dissect(
+            model, lambda batch: pl_module(model_input(trainer, pl_module, batch)), images, concepts.masks,
+            self.quantile, self.iou_threshold, self.batch_size,
+        )
+        if not layers:
+            return
+        shares = [detector_shares(layer.labels, concepts.kinds) for layer in layers]
+        for layer, share in zip(layers, shares, strict=True):
+            for kind in DETECTOR_TYPES:
+                tag = f"dissection/{kind}/{layer_tag(layer.index, layer.name)}"
+                writer.add_scalar(tag, share[kind], step)
+        writer.add_figure("dissection/detectors_by_depth", self._chart(layers, shares, step), step)
+        detectors = best_detectors(layers, len(concepts.names))
+        if detectors:
+            figure = self._rows(trainer, pl_module, model, images, concepts.names, detectors, step)
+            writer.add_figure("dissection/best_detectors", figure, step)
+        table = self._table(layers, concepts.names, concepts.kinds, len(images))
+        writer.add_text("dissection/detectors", table, step)
+
+    def _chart(self, layers: list[LayerDissection], shares: list[dict[str, float]], step: int) -> Figure:
+        names = [layer_tag(layer.index, layer.name) for layer in layers]
+        depth = range(len(names))
+        figure, axes = render.new_figure(max(6.0, 0.4 * len(names)), 4.2)
+        bottom = [0.0] * len(names)
+        for kind, colour in zip(DETECTOR_TYPES, ("C0", "C1", "C2"), strict=True):
+            values = [share[kind] for share in shares]
+            axes.bar(depth, values, bottom=bottom, color=colour, label=f"{kind} detectors")
+            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        axes.set_xticks(list(depth), names, rotation=70, fontsize=7)
+        axes.set_xlabel("convolutional layer (input side -> output side)")
+        axes.set_ylabel("share of the layer's units")
+        axes.set_ylim(0, 1)
+        axes.set_title(
+            f"Network dissection, epoch {step}: units whose top {self.quantile:g} of activations "
+            f"overlap a concept with IoU >= {self.iou_threshold:g}", fontsize=9,
+        )
+        axes.legend(loc="upper left", fontsize=7)
+        figure.tight_layout()
+        return figure
+
+    def _rows(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, model: nn.Module, images: torch.Tensor,
+        names: list[str], detectors: list[_Detector], step: int,
+    ) -> Figure:
+        """A row per concept: its best unit's on-region over the images that excite the unit most."""
+        count = min(self.images_per_detector, len(images))
+        chosen = [d.layer.peak[:, d.unit].topk(count).indices for d in detectors]
+        shown = torch.cat(chosen)
+        outputs: dict[int, torch.Tensor] = {}
+        wanted = {d.layer.index for d in detectors}
+
+        def keep(index: int, output: torch.Tensor) -> None:
+            if index in wanted:
+                outputs[index] = output.float().cpu()
+
+        layers = named_layers(model)
+        with inspection_mode(model), layer_hooks(layers, keep):
+            pl_module(model_input(trainer, pl_module, images[shown]))
+        size = images.shape[-1]
+        pictures = render.display_images(images[shown])
+        rows = []
+        for row, detector in enumerate(detectors):
+            span = slice(row * count, (row + 1) * count)
+            maps = outputs[detector.layer.index][span, detector.unit : detector.unit + 1]
+            unit = slice(detector.unit, detector.unit + 1)
+            on = active(maps, detector.layer.threshold[unit], detector.layer.floor[unit], size).float()
+            rows.append(render.resize(pictures[span] * (0.25 + 0.75 * on), 2 * size))
+        picture = render.grid(rows)
+        tile = 2 * size + 2
+        figure, axes = render.new_figure(3.2 + picture.shape[-1] / 100, 0.6 + picture.shape[-2] / 100)
+        axes.imshow(picture.permute(1, 2, 0).numpy())
+        axes.set_yticks(
+            [2 + tile * r + size for r in range(len(detectors))],
+            [f"{names[d.concept]}: {layer_tag(d.layer.index, d.layer.name)} unit {d.unit}, IoU {d.iou:.2f}"
+             for d in detectors], fontsize=8,
+        )
+        axes.set_xticks([])
+        axes.set_title(f"Best detector of each concept, epoch {step}: its on-region, bright, "
+                       "on the images that excite it most", fontsize=9)
+        figure.tight_layout()
+        return figure
+
+    def _table(self, layers: list[LayerDissection], names: list[str], kinds: list[str], images: int) -> str:
+        lines = [
+            f"Network dissection (Bau et al. 2017) on {images} validation images: a unit is labelled with "
+            f"the concept its top {self.quantile:g} of activations overlaps best, where that IoU is at "
+            f"least {self.iou_threshold:g}.",
+            "",
+            "| layer | unit | concept | type | IoU |",
+            "|---|---|---|---|---|",
+        ]
+        for layer in layers:
+            for unit, concept in enumerate(layer.labels.tolist()):
+                if concept != NONE:
+                    lines.append(f"| {layer_tag(layer.index, layer.name)} | {unit} | {names[concept]} | "
+                                 f"{kinds[concept]} | {float(layer.iou[unit, concept]):.3f} |")
+        return "\n".join(lines)

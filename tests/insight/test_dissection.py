@@ -1,0 +1,101 @@
+"""Network dissection: exact thresholds and IoUs, a network whose units copy known masks, the view."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from layerscope.data.shapes import concepts, render_with_maps
+from layerscope.insight.dissection import (
+    NONE,
+    OverlapCounter,
+    TopQuantile,
+    detector_shares,
+    dissect,
+    label_units,
+)
+
+
+def _masks(count: int = 300) -> tuple[torch.Tensor, list[str], list[str]]:
+    _, labels, maps = render_with_maps(1000, 32, seed=3, rows=torch.arange(count))
+    found = concepts(maps, labels)
+    return found.masks, found.names, found.kinds
+
+
+def test_thresholds_are_the_exact_top_quantile_over_batches() -> None:
+    maps = torch.randn(40, 3, 8, 8, generator=torch.Generator().manual_seed(0)).relu()
+    top = TopQuantile(0.05, images=40)
+    for start in range(0, 40, 7):  # uneven batches
+        top.add(maps[start : start + 7])
+    threshold, floor = top.thresholds()
+    values = maps.transpose(0, 1).flatten(1)
+    keep = round(0.05 * values.shape[1])  # 128 of each channel's 2560 values
+    assert torch.equal(threshold, values.topk(keep, dim=1).values[:, -1])
+    assert torch.equal(floor, torch.zeros(3))
+
+
+def test_overlaps_match_a_direct_count_at_any_resolution() -> None:
+    masks, _, _ = _masks(60)
+    g = torch.Generator().manual_seed(1)
+    for side in (32, 16, 8):
+        maps = torch.randn(60, 5, side, side, generator=g).relu()
+        threshold = maps.transpose(0, 1).flatten(1).quantile(0.97, dim=1)
+        floor = torch.zeros(5)
+        counter = OverlapCounter(threshold, floor, masks.shape[1])
+        for start in range(0, 60, 25):
+            counter.add(maps[start : start + 25], masks[start : start + 25])
+        area = masks.sum(dim=(0, 2, 3)).float()
+        up = F.interpolate(maps, size=(32, 32), mode="bilinear", align_corners=False)
+        on = (up >= threshold[None, :, None, None]) & (up > 0)
+        inter = torch.einsum("ncp,nkp->ck", on.flatten(2).float(), masks.flatten(2).float())
+        union = on.sum(dim=(0, 2, 3)).float()[:, None] + area - inter
+        assert torch.allclose(counter.iou(area), inter / union)
+
+
+def test_labels_and_shares() -> None:
+    iou = torch.tensor([[0.01, 0.03], [0.2, 0.05], [0.0, 0.04], [0.0, 0.0]])
+    labels = label_units(iou, 0.04)
+    assert labels.tolist() == [NONE, 0, 1, NONE]
+    assert detector_shares(labels, ["edge", "object"]) == {"edge": 0.25, "part": 0.0, "object": 0.25}
+
+
+class CopyNet(nn.Module):
+    """Fed concept masks as images: layer ``copy`` is the masks themselves plus one silent unit,
+    ``pooled`` the same at half resolution, then a classifier (no map, so not dissected)."""
+
+    def __init__(self, concepts: int) -> None:
+        super().__init__()
+        self.copy = nn.Conv2d(concepts, concepts + 1, 1, bias=False)
+        with torch.no_grad():
+            self.copy.weight.zero_()
+            self.copy.weight[:concepts, :, 0, 0] = torch.eye(concepts)
+        self.pooled = nn.MaxPool2d(2)
+        self.fc = nn.Linear((concepts + 1) * 16 * 16, 3)
+
+    def named_layers(self) -> list[tuple[str, nn.Module]]:
+        return [("copy", self.copy), ("pooled", self.pooled), ("fc", self.fc)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pooled(self.copy(x)).flatten(1))
+
+
+def test_units_that_copy_concept_masks_are_labelled_with_them() -> None:
+    masks, names, kinds = _masks()
+    model = CopyNet(len(names))
+    model.train()
+    # A quantile below every concept's share puts each copying unit's threshold at 1: on = mask.
+    layers = dissect(model, model, masks.float(), masks, quantile=0.001, iou_threshold=0.04, batch_size=128)
+    assert [(layer.index, layer.name) for layer in layers] == [(0, "copy"), (1, "pooled")]
+    copy, pooled = layers
+    assert copy.labels.tolist() == [*range(len(names)), NONE]  # the silent unit detects nothing
+    assert torch.allclose(copy.iou[:, : len(names)].diagonal(), torch.ones(len(names)))
+    assert copy.iou[-1].max() == 0
+    assert detector_shares(copy.labels, kinds) == {"edge": 1 / 19, "part": 7 / 19, "object": 10 / 19}
+    # At half resolution (2x2 max-pooled, upsampled back) each unit still finds its concept, less exactly.
+    concept = range(len(names))
+    assert pooled.labels.tolist() == [*concept, NONE]
+    diagonal = pooled.iou[concept, concept]
+    assert (diagonal[1:] > 0.4).all() and (diagonal < 0.9).all() and diagonal[0] > 0.15  # edges blur most
+    assert model.training and all(m.training for m in model.modules())  # modes restored
+    assert not any(m._forward_hooks for m in model.modules())  # hooks removed
