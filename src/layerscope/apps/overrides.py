@@ -132,7 +132,7 @@ def _check_variant(
             continue
         key = override.key_or_group
         if not _has_key(schema, key):
-            raise UserError(_unknown_key_message(schema, key))
+            raise UserError(_unknown_key_message(schema, key, adding=not override.is_delete()))
         if override.value_type in LISTED_SWEEPS:
             for value in override.sweep_iterator():
                 check_value(key, value, resolved(schema, key))
@@ -163,14 +163,14 @@ def _has_key(cfg: DictConfig, key: str) -> bool:
     return isinstance(parent, DictConfig) and name in parent.keys()  # noqa: SIM118
 
 
-def _unknown_key_message(cfg: DictConfig, key: str) -> str:
+def _unknown_key_message(cfg: DictConfig, key: str, adding: bool) -> str:
     """One line naming ``key`` and the closest keys the config has."""
     plain = OmegaConf.to_container(cfg, resolve=False)
     assert isinstance(plain, dict)
     keys = list(_dotted_keys({k: v for k, v in plain.items() if k != "hydra"}, prefix=""))
     close = difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(close)}?" if close else "list the keys with --cfg job"
-    return f"{key} is not a key of this config: {hint} (+{key}=... adds a new key)"
+    return f"{key} is not a key of this config: {hint}" + (f" (+{key}=... adds a new key)" if adding else "")
 
 
 def _dotted_keys(node: object, prefix: str) -> Iterator[str]:

@@ -33,7 +33,6 @@ DECLARED_TYPES: dict[str, tuple[type, ...]] = {
     "trainer.benchmark": (bool,),                  # null: Lightning decides
     "trainer.gradient_clip_val": (float,),         # null: no clipping
     "trainer.limit_*_batches": (int, float),       # a number of batches, or a fraction of them
-    "trainer.val_check_interval": (int, float),    # every N batches, or a fraction of an epoch
     "logger.*.version": (int, str),                # TensorBoard's version folder: version_3, or a name
 }
 
@@ -107,7 +106,8 @@ def _changed_keys(shipped: Any, given: Any, prefix: str) -> list[str]:
         for name in given.keys() & shipped.keys():
             keys += _changed_keys(shipped[name], given[name], f"{prefix}.{name}" if prefix else str(name))
         return keys
-    return [prefix] if shipped != given else []
+    # Types compared too: true == 1 to Python.
+    return [prefix] if type(shipped) is not type(given) or shipped != given else []
 
 
 def resolved(cfg: DictConfig, key: str) -> Any:
