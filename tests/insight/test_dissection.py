@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+from unittest.mock import MagicMock
+
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from layerscope.data.base import ImageSplits, LabelledImages
+from layerscope.data.datamodule import ImageDataModule
 from layerscope.data.shapes import concepts, render_with_maps
 from layerscope.insight.dissection import (
+    DETECTOR_TYPES,
     NONE,
+    Dissection,
     OverlapCounter,
     TopQuantile,
     detector_shares,
     dissect,
     label_units,
 )
+from tests.insight.conftest import EPOCHS, LAYERS
+from tests.insight.test_insight_run import _events
 
 
 def _masks(count: int = 300) -> tuple[torch.Tensor, list[str], list[str]]:
@@ -99,3 +111,56 @@ def test_units_that_copy_concept_masks_are_labelled_with_them() -> None:
     assert (diagonal[1:] > 0.4).all() and (diagonal < 0.9).all() and diagonal[0] > 0.15  # edges blur most
     assert model.training and all(m.training for m in model.modules())  # modes restored
     assert not any(m._forward_hooks for m in model.modules())  # hooks removed
+
+
+# --- the view ------------------------------------------------------------------------------------
+def test_a_run_logs_every_dissection_tag_at_every_epoch(runs: dict[str, Path]) -> None:
+    events = _events(runs["default"])
+    steps = list(range(EPOCHS + 1))  # before training, then after each epoch
+    maps = LAYERS[:-1]  # every layer but the classifier outputs a map
+    scalars = events.Tags()["scalars"]
+    for kind in DETECTOR_TYPES:
+        tags = sorted(t for t in scalars if t.startswith(f"dissection/{kind}/"))
+        assert tags == [f"dissection/{kind}/{layer}" for layer in maps]  # sorted by name = by depth
+        for tag in tags:
+            assert [e.step for e in events.Scalars(tag)] == steps
+    for layer in maps:
+        for step in steps:
+            total = sum(events.Scalars(f"dissection/{kind}/{layer}")[step].value for kind in DETECTOR_TYPES)
+            assert 0 <= total <= 1
+    for tag in ("dissection/detectors_by_depth", "dissection/best_detectors"):
+        assert [e.step for e in events.Images(tag)] == steps
+    table = events.Tensors("dissection/detectors/text_summary")
+    assert [e.step for e in table] == steps
+    text = table[-1].tensor_proto.string_val[0].decode()
+    assert "| layer | unit | concept | type | IoU |" in text and "| 01_stem |" in text
+
+
+def test_insight_off_logs_no_dissection(runs: dict[str, Path]) -> None:
+    tags = _events(runs["off"]).Tags()
+    logged = [t for kind in ("scalars", "images", "tensors") for t in tags[kind]]
+    assert logged and not [t for t in logged if t.startswith("dissection")]
+
+
+class _RandomImages:
+    """A data source without concept masks: 40 random 8x8 grey images in two classes."""
+
+    def load(self, max_train: int | None = None) -> ImageSplits:
+        generator = torch.Generator().manual_seed(0)
+        images = torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8, generator=generator)
+        return ImageSplits(["dark", "light"], LabelledImages(images, torch.arange(40) % 2))
+
+
+def test_data_without_masks_says_so_once_and_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    data = ImageDataModule(_RandomImages(), "random", in_channels=1, num_classes=2, image_size=8,
+                           val_size=10, test_size=10)
+    data.setup()
+    writer = MagicMock()
+    view = Dissection()
+    with caplog.at_level(logging.INFO, logger="layerscope.insight.dissection"):
+        for step in range(3):
+            view.draw(writer, SimpleNamespace(datamodule=data), MagicMock(), step)
+    assert writer.mock_calls == []
+    assert [r.getMessage() for r in caplog.records] == [
+        "dissection: the data has no concept masks (only shapes has), so it logs nothing"
+    ]

@@ -6,6 +6,7 @@ and where views draw), ``sample`` (the validation sample and what each layer mad
 (hooks and inspection passes) and ``render`` (pictures).
 """
 
+from layerscope.insight.dissection import Dissection
 from layerscope.insight.feature_maps import FeatureMaps
 from layerscope.insight.filters import LayerFilters
 from layerscope.insight.guide import Guide
@@ -15,5 +16,6 @@ from layerscope.insight.top_patches import TopPatches
 from layerscope.insight.weights import WeightsAndGradients
 
 __all__ = [
-    "FeatureMaps", "Guide", "LayerFilters", "LayerProbes", "Mistakes", "TopPatches", "WeightsAndGradients",
+    "Dissection", "FeatureMaps", "Guide", "LayerFilters", "LayerProbes", "Mistakes", "TopPatches",
+    "WeightsAndGradients",
 ]

@@ -40,6 +40,7 @@ from matplotlib.figure import Figure
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
+from layerscope.data.shapes import ConceptMasks
 from layerscope.insight import render
 from layerscope.insight.base import EpochView
 from layerscope.insight.capture import inspection_mode, layer_hooks, layer_tag, named_layers
@@ -251,17 +252,15 @@ class Dissection(EpochView):
             raise ValueError(f"quantile={quantile} must be between 0 and 1")
         self.sample_size, self.quantile, self.iou_threshold = sample_size, quantile, iou_threshold
         self.images_per_detector, self.batch_size = images_per_detector, batch_size
-        self._sample: tuple[torch.Tensor, Any] | None = None
+        self._sample: tuple[torch.Tensor, ConceptMasks] | None = None
         self._no_masks = False
 
-    def _concepts(self, trainer: L.Trainer) -> tuple[torch.Tensor, Any] | None:
+    def _concepts(self, trainer: L.Trainer) -> tuple[torch.Tensor, ConceptMasks] | None:
         """The first validation images and their concept masks, or None where the data has none."""
         if self._sample is None and not self._no_masks:
             data = insight_data(trainer)
             count = min(self.sample_size, len(data.val))
-            # Only data modules over sources that render masks (shapes) have them.
-            render_masks = getattr(data, "concept_masks", None)
-            masks = render_masks(torch.arange(count)) if render_masks is not None else None
+            masks = data.concept_masks(torch.arange(count))
             if masks is None:
                 log.info("dissection: the data has no concept masks (only shapes has), so it logs nothing")
                 self._no_masks = True
