@@ -49,3 +49,35 @@ def test_ddp_run_preempted_on_rank_zero_saves_once_and_resumes(tmp_path: Path, d
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and 0.0 <= metrics["test/acc"] <= 1.0
+
+
+DDP_SWEEP = ["debug=fast", *TINY_SHAPES, "model.depth=8", "insight=off", "trainer=ddp",
+             "trainer.accelerator=cpu", "trainer.devices=2", "trainer.enable_progress_bar=false"]
+
+
+def _assert_each_job_ran_once_on_two_processes(sweep_dir: Path, stdout: str) -> None:
+    jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert [p.name for p in jobs] == ["0", "1"]
+    for job in jobs:
+        assert json.loads((job / "metrics.json").read_text())["epochs"] == 1
+        # Hydra's log of each process of the job: rank zero's, and the one rank Lightning started.
+        assert sorted(p.name for p in job.glob("*.log")) == ["train.log", "train_ddp_process_1.log"]
+    assert stdout.count("Run folder:") == 2  # one summary per job, from its rank zero
+
+
+def test_a_ddp_sweep_launches_once_and_runs_each_job_in_its_folder(tmp_path: Path, data_dir: Path) -> None:
+    sweep_dir = tmp_path / "multirun"
+    result = run_train(*DDP_SWEEP, "seed=1,2", f"hydra.sweep.dir={sweep_dir}", "-m", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("Launching 2 jobs locally") == 1, result.stdout[-3000:]
+    _assert_each_job_ran_once_on_two_processes(sweep_dir, result.stdout)
+
+
+def test_an_optuna_search_with_ddp_runs_each_trial_once(tmp_path: Path, data_dir: Path) -> None:
+    sweep_dir = tmp_path / "search"
+    result = run_train("hparams_search=optuna", "hydra.sweeper.n_trials=2", *DDP_SWEEP,
+                       f"hydra.sweep.dir={sweep_dir}", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("Study name: layerscope") == 1, result.stdout[-3000:]
+    _assert_each_job_ran_once_on_two_processes(sweep_dir, result.stdout)
+    assert (sweep_dir / "optimization_results.yaml").is_file()

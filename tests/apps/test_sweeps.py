@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra.core.plugins import Plugins
 from hydra.types import RunMode
 
 from layerscope.apps.cli import register_resolvers
@@ -86,3 +87,14 @@ def test_a_sweep_through_submitit_runs_each_job_in_a_process_of_its_own(
     for job in _jobs(sweep_dir):
         assert json.loads((job / "metrics.json").read_text())["epochs"] == 1
     assert list((sweep_dir / ".submitit").iterdir())  # submitit's job records
+
+
+def test_slurm_tasks_and_gpus_follow_the_trainer_devices() -> None:
+    """Lightning's SLURM check wants one task per device: the launcher asks for what the trainer uses."""
+    cfg = _compose_with_hydra("hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4",
+                              "trainer.num_nodes=2")
+    launcher = Plugins.instance()._instantiate(cfg.hydra.launcher)  # as Hydra builds it for a sweep
+    sbatch = {key: launcher.params[key] for key in ("tasks_per_node", "gpus_per_node", "nodes")}
+    assert sbatch == {"tasks_per_node": 4, "gpus_per_node": 4, "nodes": 2}
+    single = _compose_with_hydra("hydra/launcher=slurm").hydra.launcher
+    assert (single.tasks_per_node, single.gpus_per_node, single.nodes) == (1, 1, 1)

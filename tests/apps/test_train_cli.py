@@ -13,7 +13,7 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from layerscope.apps.train import train
+from layerscope.apps.train import _print_summary, train
 from layerscope.models import build_model
 from layerscope.training.timing import PHASES
 from tests.conftest import REPO, TINY_SHAPES
@@ -196,3 +196,26 @@ def test_a_diverging_run_stops_at_the_first_nan_and_names_the_cause(tmp_path: Pa
     assert "the loss became nan at step" in errors[0] or "the loss became inf at step" in errors[0]
     assert "learning rate (1e+08 then) is too high: lower optimizer.lr" in errors[0]
     assert not (run_dir / "metrics.json").exists()  # the run did not finish
+
+
+SUMMARY = {"best_checkpoint": "best.ckpt", "test/acc": 0.1, "train/img_per_s": 100.0, "epochs": 2,
+           "fit_seconds": 3.0, "seconds_by_phase": {"training steps": 3.0}}
+
+
+@pytest.mark.parametrize(("val_acc", "warned"), [(0.1028, True), (0.0, True), (0.2, False), (None, False)])
+def test_the_summary_warns_in_one_line_when_validation_stays_at_chance(
+    val_acc: float | None, warned: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _print_summary(Path("run"), {**SUMMARY, "val/acc": val_acc}, chance=0.1)
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == int(warned)
+    if warned:
+        assert all(word in warnings[0] for word in ("chance level", "optimizer.lr", "trainer.max_epochs"))
+
+
+def test_a_run_that_learns_nothing_says_so(tmp_path: Path, data_dir: Path) -> None:
+    result = run_train("debug=fast", *TINY_SHAPES, "model=shallow", "insight=off", "optimizer.lr=0",
+                       f"hydra.run.dir={tmp_path / 'run'}", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    warning = "is chance level (guessing: 0.1000): the model learned nothing"
+    assert result.stdout.count(warning) == 1, result.stdout[-2000:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from pathlib import Path
@@ -13,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from layerscope.apps.cli import default_config_dir, register_resolvers, run_hydra, write_json_atomic
+from layerscope.apps.sweep_ranks import ranks_run_this_job_only
 from layerscope.errors import UserError
 from layerscope.files import remove_unfinished
 from layerscope.inference.loading import check_fits, read_checkpoint
@@ -26,89 +28,111 @@ log = logging.getLogger(__name__)
 # Our data already sits in memory as tensors: extra loader workers would only add overhead.
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
+# A best val/acc less than this share of the way from guessing (1 / classes) to perfect: nothing learned.
+CHANCE_MARGIN = 0.05
+
 
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
     return [instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train one model as ``cfg`` describes and return its final metrics."""
+def train(cfg: DictConfig, process_started: float | None = None) -> dict[str, Any]:
+    """Train one model as ``cfg`` describes and return its final metrics.
+
+    ``process_started`` (``time.time()`` seconds) is when the process began: the time from then on
+    (imports, Hydra) counts as start-up. Leave it out from Python and for the later jobs of a sweep.
+    """
     started = time.perf_counter()
     timer = PhaseTimer()
-    startup = _startup_seconds()
+    startup = max(0.0, time.time() - process_started) if process_started is not None else 0.0
     timer.add("start-up", startup)
     run_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
-
     resume_from = _checkpoint_to_resume(cfg, run_dir)
     with timer.phase("data set-up"):
         datamodule = instantiate(cfg.data)
         datamodule.setup("fit")
     with timer.phase("building"):
-        model_config = OmegaConf.to_container(cfg.model, resolve=True)
-        # Built as a partial first, so that Hydra leaves the plain model config (which holds a
-        # _target_ of its own) for the module to instantiate and to store in checkpoints.
-        module = instantiate(cfg.module, _partial_=True)(
-            model_config=model_config,
-            data_info=datamodule.info,
-            optimizer=instantiate(cfg.optimizer),
-            scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-        )
-        if resume_from:
-            _check_same_setup(resume_from, model_config, datamodule.info)
-        callbacks = _instantiate_all(cfg.get("callbacks")) + _instantiate_all(cfg.get("insight"))
-        loggers = _instantiate_all(cfg.get("logger"))
-        # The timer is Lightning's profiler unless the config asks for one of Lightning's own.
-        profiler = {} if cfg.trainer.get("profiler") else {"profiler": timer.profiler}
-        trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*callbacks, timer], logger=loggers or False,
-                                         **profiler)
+        module = _build_module(cfg, datamodule.info, resume_from)
+        trainer = _build_trainer(cfg, timer)
+    with ranks_run_this_job_only(trainer.num_devices * trainer.num_nodes):
+        fit_seconds = _fit(trainer, module, datamodule, resume_from)
+        metrics = _test_best_checkpoint(cfg, trainer, module, datamodule, timer)
+    metrics.update(_run_facts(cfg, trainer, module, datamodule.name, fit_seconds))
+    total_seconds = startup + time.perf_counter() - started
+    # Where total_seconds went; "start-up" is 0 from Python and for later jobs of a sweep.
+    metrics.update(total_seconds=round(total_seconds, 1), seconds_by_phase=timer.seconds(total_seconds))
+    if trainer.is_global_zero:
+        log_hparams(trainer, cfg, metrics)
+        write_json_atomic(run_dir / "metrics.json", metrics)
+        _print_summary(run_dir, metrics, chance=1 / len(datamodule.info["classes"]))
+    return metrics
 
+
+def _build_module(cfg: DictConfig, data_info: dict[str, Any], resume_from: str | None) -> L.LightningModule:
+    model_config = OmegaConf.to_container(cfg.model, resolve=True)
+    if resume_from:
+        _check_same_setup(resume_from, model_config, data_info)
+    # Built as a partial first, so that Hydra leaves the plain model config (which holds a
+    # _target_ of its own) for the module to instantiate and to store in checkpoints.
+    return instantiate(cfg.module, _partial_=True)(
+        model_config=model_config,
+        data_info=data_info,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+    )
+
+
+def _build_trainer(cfg: DictConfig, timer: PhaseTimer) -> L.Trainer:
+    callbacks = _instantiate_all(cfg.get("callbacks")) + _instantiate_all(cfg.get("insight"))
+    loggers = _instantiate_all(cfg.get("logger"))
+    # The timer is Lightning's profiler unless the config asks for one of Lightning's own.
+    profiler = {} if cfg.trainer.get("profiler") else {"profiler": timer.profiler}
+    return instantiate(cfg.trainer, callbacks=[*callbacks, timer], logger=loggers or False, **profiler)
+
+
+def _fit(trainer: L.Trainer, module: L.LightningModule, datamodule: Any, resume_from: str | None) -> float:
+    """Train; return the seconds it took."""
     fit_started = time.perf_counter()
     # Checkpoints hold tensors and plain values only: loading them can never run code.
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
-    fit_seconds = time.perf_counter() - fit_started
+    return time.perf_counter() - fit_started
 
-    metrics: dict[str, Any] = {}
-    checkpoint = trainer.checkpoint_callback
-    best_path = getattr(checkpoint, "best_model_path", "") or None
-    if cfg.get("test") and not trainer.interrupted:
-        with timer.phase("test"):
-            results = trainer.test(module, datamodule=datamodule, ckpt_path=best_path, weights_only=True)
-        metrics.update(results[0] if results else {})
-    speed = next((c for c in callbacks if isinstance(c, TrainSpeedMonitor)), None)
-    best_score = getattr(checkpoint, "best_model_score", None)
-    total_seconds = startup + time.perf_counter() - started
-    metrics.update({
+
+def _test_best_checkpoint(
+    cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodule: Any, timer: PhaseTimer
+) -> dict[str, Any]:
+    """``test/acc`` and ``test/loss`` of the best checkpoint; nothing if the config or a signal says no."""
+    if not cfg.get("test") or trainer.interrupted:
+        return {}
+    with timer.phase("test"):
+        results = trainer.test(module, datamodule=datamodule, ckpt_path=_best_checkpoint(trainer),
+                               weights_only=True)
+    return dict(results[0]) if results else {}
+
+
+def _best_checkpoint(trainer: L.Trainer) -> str | None:
+    return getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+
+
+def _run_facts(
+    cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, data_name: str, fit_seconds: float
+) -> dict[str, Any]:
+    """What metrics.json records besides the test results: the run's best val/acc, length, speed, model."""
+    speed = next((c for c in trainer.callbacks if isinstance(c, TrainSpeedMonitor)), None)
+    best_score = getattr(trainer.checkpoint_callback, "best_model_score", None)
+    return {
         "val/acc": float(best_score) if best_score is not None else None,
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         # None when this process trained nothing (a resume of a finished run only tests again).
         "train/img_per_s": round(speed.images_per_second, 1) if speed and speed.images else None,
         "fit_seconds": round(fit_seconds, 1),
-        "total_seconds": round(total_seconds, 1),
-        # Where total_seconds went; "start-up" is 0 from Python and for later jobs of a sweep.
-        "seconds_by_phase": timer.seconds(total_seconds),
         "model": cfg.model._target_,
-        "data": datamodule.name,
+        "data": data_name,
         "parameters": sum(p.numel() for p in module.model.parameters()),
-        "best_checkpoint": best_path,
-    })
-    if trainer.is_global_zero:
-        log_hparams(trainer, cfg, metrics)
-        write_json_atomic(run_dir / "metrics.json", metrics)
-        _print_summary(run_dir, metrics)
-    return metrics
-
-
-# When the `python train.py` process started; the first run charges the time since then to start-up.
-_process_started: float | None = None
-
-
-def _startup_seconds() -> float:
-    """Seconds from process start to now (imports, Hydra) for the first run of ``main()``; else 0."""
-    global _process_started
-    started, _process_started = _process_started, None
-    return max(0.0, time.time() - started) if started is not None else 0.0
+        "best_checkpoint": _best_checkpoint(trainer),
+    }
 
 
 def _checkpoint_to_resume(cfg: DictConfig, run_dir: Path) -> str | None:
@@ -143,7 +167,8 @@ def _check_same_setup(ckpt_path: str, model_config: Any, data_info: dict[str, An
     check_fits(saved["data_info"], data_info, resume)
 
 
-def _print_summary(run_dir: Path, metrics: dict[str, Any]) -> None:
+def _print_summary(run_dir: Path, metrics: dict[str, Any], chance: float) -> None:
+    """The end of a run on the terminal; ``chance`` is the accuracy of guessing (1 / classes)."""
     test_acc = metrics.get("test/acc")
     val_acc = metrics.get("val/acc")
     lines = [
@@ -160,6 +185,10 @@ def _print_summary(run_dir: Path, metrics: dict[str, Any]) -> None:
         f"Metrics:         {run_dir / 'metrics.json'}",
         f"TensorBoard:     tensorboard --logdir {run_dir}",
     ]
+    if val_acc is not None and val_acc <= chance + CHANCE_MARGIN * (1 - chance):
+        lines.insert(1, f"Warning:         val/acc {val_acc:.4f} is chance level (guessing: {chance:.4f}): "
+                        "the model learned nothing; train for more steps (trainer.max_epochs, "
+                        "data.train_size) or lower optimizer.lr")
     print("\n".join(lines), flush=True)
 
 
@@ -182,13 +211,18 @@ def train_with(
     return train(cfg)
 
 
-def task(cfg: DictConfig) -> float | None:
+def task(cfg: DictConfig, process_started: float | None = None) -> float | None:
     """Hydra task: train and return val accuracy (what hyper-parameter sweeps maximise)."""
-    return train(cfg).get("val/acc")
+    return train(cfg, process_started).get("val/acc")
 
 
 def main(config_dir: Path | None = None) -> Any:
     """Console entry point ``layerscope-train`` (and ``python train.py``)."""
-    global _process_started
-    _process_started = process_start_time()
-    return run_hydra(task, config_name="train", config_dir=config_dir)
+    started_by_process = {os.getpid(): process_start_time()}
+
+    def task_charging_start_up_once(cfg: DictConfig) -> float | None:
+        # Only the first job in this process waited for it to start (imports, Hydra): not the later
+        # jobs of a sweep, nor a job that a launcher runs in a process of its own.
+        return task(cfg, started_by_process.pop(os.getpid(), None))
+
+    return run_hydra(task_charging_start_up_once, config_name="train", config_dir=config_dir)
