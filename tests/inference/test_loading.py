@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from layerscope.errors import UserError
-from layerscope.inference import load_classifier, read_checkpoint
+from layerscope.inference import load_classifier, read_checkpoint, run_folder
+from layerscope.inference.loading import check_fits
 
 
 class Payload:
@@ -92,3 +93,20 @@ def test_the_package_exposes_load_classifier_and_reads_image_files(tiny_run: Pat
     clf = exposed(tiny_run / "checkpoints" / "best.ckpt")
     predictions = clf.predict([tmp_path / "red.jpg", tmp_path / "grey.png"])  # colour and grey, any size
     assert predictions.probs.shape == (2, 10)
+
+
+def test_run_folder_holds_the_checkpoints_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run_folder("outputs/day/time/checkpoints/best.ckpt") == tmp_path / "outputs" / "day" / "time"
+
+
+def test_check_fits_names_both_sides_and_what_to_do() -> None:
+    trained_on = {"name": "shapes", "classes": ["face", "house"], "in_channels": 3, "image_size": 32}
+    check_fits(trained_on, {**trained_on, "name": "shapes-copy"}, "unused")
+    other = {"name": "mnist", "classes": ["0", "1"], "in_channels": 1, "image_size": 28}
+    expected = (r"expects 3x32x32 images of 2 classes \(face, house, \.\.\.\); "
+                r"data=mnist has 1x28x28 images of 2 classes \(0, 1, \.\.\.\): do this")
+    with pytest.raises(UserError, match=expected):
+        check_fits(trained_on, other, "do this")
+    with pytest.raises(UserError, match="data=shapes has 3x32x32 images of 2 classes"):
+        check_fits(trained_on, {**trained_on, "classes": ["house", "face"]}, "do this")  # another order
