@@ -9,6 +9,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from layerscope.apps.overrides import check_command_line
 from tests.conftest import CONF, TINY_SHAPES
 
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
@@ -50,6 +51,8 @@ def test_option_composes_and_resolves(
     cfg = compose_train(f"{group}={option}", *extra)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert resolved["model"]["num_classes"] == (3 if option == "imagefolder" else 10)
+    # The command-line check that every entry point runs first accepts every shipped option.
+    check_command_line(CONF, "train", [f"{group}={option}", *extra])
 
 
 @pytest.mark.parametrize("model", options("model"))
