@@ -39,14 +39,18 @@ def check_command_line(config_dir: Path, config_name: str, argv: list[str]) -> N
     config_name = args.config_name or config_name
     try:
         overrides = OverridesParser.create().parse_overrides(args.overrides)
-    except HydraException:
-        return  # a syntax error: Hydra says where
-    if not args.multirun and any(o.is_sweep_override() for o in overrides):
-        return  # Hydra explains that sweeping needs --multirun
-    picks = {o.key_or_group: _group_choices(loader, config_name, args.overrides, o)
-             for o in overrides if _is_group(loader, config_name, args.overrides, o)}
-    for variant in _variants(overrides, picks):
-        _check_variant(loader, config_name, variant, overrides, picks)
+        if not args.multirun and any(o.is_sweep_override() for o in overrides):
+            return  # Hydra explains that sweeping needs --multirun
+        options = {o.key_or_group: _group_options(loader, config_name, args.overrides, o) for o in overrides}
+        picks = {o.key_or_group: _group_choices(o, options[o.key_or_group])
+                 for o in overrides if options[o.key_or_group]}
+        # The overrides that set (or delete) values; shipped options and Hydra's settings need no check.
+        values = [o for o in overrides
+                  if not (o.key_or_group in picks or o.is_hydra_override() or o.is_add())]
+        for variant in _variants(overrides, picks) if values else []:
+            _check_variant(loader, config_name, variant, values, picks)
+    except (HydraException, OmegaConfBaseException):
+        return  # a mistake these checks do not know (a syntax error, a bad hydra.searchpath): Hydra says it
 
 
 def _search_path(config_dir: Path, user_config_dir: str | None) -> ConfigSearchPath:
@@ -61,22 +65,18 @@ def _search_path(config_dir: Path, user_config_dir: str | None) -> ConfigSearchP
     return search_path
 
 
-def _is_group(loader: ConfigLoaderImpl, config_name: str, argv: list[str], override: Override) -> bool:
-    if override.is_delete() or "." in override.key_or_group:
-        return False
-    return bool(_options(loader, config_name, argv, override.key_or_group))
-
-
-def _options(loader: ConfigLoaderImpl, config_name: str, argv: list[str], group: str) -> list[str]:
-    return sorted(loader.get_group_options(group, config_name=config_name, overrides=argv))
-
-
-def _group_choices(
+def _group_options(
     loader: ConfigLoaderImpl, config_name: str, argv: list[str], override: Override
-) -> list[str | None]:
-    """The options a group override picks, each checked against the options Hydra knows."""
+) -> list[str]:
+    """The options Hydra knows for the group ``override`` sets; none where it sets a value."""
+    if override.is_delete() or "." in override.key_or_group:
+        return []
+    return sorted(loader.get_group_options(override.key_or_group, config_name=config_name, overrides=argv))
+
+
+def _group_choices(override: Override, options: list[str]) -> list[str | None]:
+    """The options a group override picks, each checked against the ``options`` Hydra knows."""
     group = override.key_or_group
-    options = _options(loader, config_name, argv, group)
     if override.value_type == ValueType.GLOB_CHOICE_SWEEP:
         matched: list[str | None] = list(override.value().filter(options))
         if not matched:
@@ -114,10 +114,10 @@ def _as_line(override: Override, choice: str | None) -> str:
 
 
 def _check_variant(
-    loader: ConfigLoaderImpl, config_name: str, variant: list[str], overrides: list[Override],
+    loader: ConfigLoaderImpl, config_name: str, variant: list[str], values: list[Override],
     picks: dict[str, list[str | None]],
 ) -> None:
-    """Compose ``variant`` without its values (the schema) and with them, and compare the two."""
+    """Compose ``variant`` without its ``values`` (the schema) and with them, and compare the two."""
     parser = OverridesParser.create()
     parsed = parser.parse_overrides(variant)
     # The schema: the chosen options, Hydra's settings and new keys (+key=...), without values.
@@ -126,10 +126,9 @@ def _check_variant(
     schema = _compose(loader, config_name, shipped_lines)
     if schema is None:
         return
-    for override in overrides:
-        if (override.key_or_group in picks or override.is_hydra_override() or override.is_add()
-                or override.is_force_add()):
-            continue
+    for override in values:
+        if override.is_force_add():
+            continue  # ++key=value sets the key whether or not it is there
         key = override.key_or_group
         if not _has_key(schema, key):
             raise UserError(_unknown_key_message(schema, key, adding=not override.is_delete()))
