@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+# Hydra's own loader and argument parser, as hydra.main uses them: Hydra 1.3 offers no public way to
+# compose over the search path that --config-dir and hydra.searchpath make.
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.utils import create_config_search_path, get_args_parser
 from hydra.core.config_search_path import ConfigSearchPath, SearchPathQuery
