@@ -98,7 +98,7 @@ CUSTOM_SCALARS = {
     },
     "Abstraction": {
         "probe accuracy per layer: object class": ["Multiline", [r"^probe/class/"]],
-        "probe accuracy per layer: parts present": ["Multiline", [r"^probe/parts/"]],
+        "probe accuracy per layer: parts present": ["Multiline", [r"^probe/parts/\d"]],  # not per part
     },
 }
 

@@ -1,23 +1,37 @@
 """How abstract is each layer? Linear probes on every layer's pooled activations.
 
 A linear probe (Alain & Bengio, "Understanding intermediate layers using linear classifier
-probes", 2016) is a linear classifier trained on a frozen layer's output (here ridge regression):
-if it can read the object class (or, on ``shapes``, which parts an image contains) off a layer,
-the layer has made that information explicit. Plotted against depth, this measures "edges -> parts -> objects"
+probes", 2016) is a linear classifier trained on a frozen layer's output: if it can read the
+object class (or, on ``shapes``, which parts an image contains) off a layer, the layer has made
+that information explicit. Plotted against depth, this measures "edges -> parts -> objects"
 instead of asserting it.
+
+What is measured, per layer and logged epoch, on the validation sample:
+
+- features: the layer's output pooled per channel, its mean and its max over positions (a 1-D
+  output as it is), standardised with the statistics of the fit share;
+- probes: ridge regression onto +-1 targets (one output per class, one per part), fit in closed
+  form on the first 2/3 of the sample and scored on the other 1/3, which it never saw;
+- ``probe/class/NN_layer``: held-out accuracy of the class probe (its largest output);
+- ``probe/parts/<part>/NN_layer``: held-out balanced accuracy of the probe for one part, the mean
+  of its hit rate (images with the part) and correct-rejection rate (images without): 0.5 is
+  chance, whatever the part's frequency; ``probe/parts/NN_layer`` is the mean over parts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import lightning as L
 import torch
 import torch.nn.functional as F
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
 from layerscope.insight.capture import LayerStats, layer_tag
-from layerscope.insight.inputs import insight_data
+from layerscope.insight.inputs import InsightData, insight_data
 from layerscope.insight.sample import SampleView
 
 FIT_SHARE = 2 / 3  # probes train on this share of the sample and are scored on the rest
@@ -47,9 +61,10 @@ def apply_probe(features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 def probe_scores(
-    features: torch.Tensor, labels: torch.Tensor, parts: torch.Tensor | None
+    features: torch.Tensor, labels: torch.Tensor, parts: torch.Tensor | None, part_names: Sequence[str] = ()
 ) -> dict[str, float]:
-    """Held-out accuracy of a class probe and, given part labels, balanced accuracy of a parts probe."""
+    """Held-out probe scores: ``class`` accuracy and, given part labels, ``parts`` balanced accuracy
+    (the mean over parts) and, given their names, ``parts/<name>`` for each part."""
     cut = int(len(features) * FIT_SHARE)
     mean, std = features[:cut].mean(0), features[:cut].std(0).clamp_min(1e-6)
     x = (features - mean) / std
@@ -58,21 +73,38 @@ def probe_scores(
     weight = fit_probe(x[:cut], one_hot[:cut])
     scores["class"] = (apply_probe(x[cut:], weight).argmax(1) == labels[cut:]).float().mean().item()
     if parts is not None:
+        # One ridge fit with a column per part: each column's solution is that part's own probe.
         predicted = apply_probe(x[cut:], fit_probe(x[:cut], parts[:cut])) > 0
-        scores["parts"] = balanced_accuracy(predicted, parts[cut:].bool())
+        per_part = balanced_accuracy_per_part(predicted, parts[cut:].bool())
+        scores["parts"] = per_part.mean().item()
+        if part_names:
+            for name, value in zip(part_names, per_part.tolist(), strict=True):
+                scores[f"parts/{name}"] = value
     return scores
+
+
+def balanced_accuracy_per_part(predicted: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """For each part (column): (hit rate + correct-rejection rate) / 2; 0.5 is chance."""
+    hits = (predicted & truth).sum(0) / truth.sum(0).clamp_min(1)
+    rejections = (~predicted & ~truth).sum(0) / (~truth).sum(0).clamp_min(1)
+    return (hits + rejections) / 2
 
 
 def balanced_accuracy(predicted: torch.Tensor, truth: torch.Tensor) -> float:
     """Mean over parts of (hit rate + correct-rejection rate) / 2: 0.5 is chance for every part."""
-    hits = (predicted & truth).sum(0) / truth.sum(0).clamp_min(1)
-    rejections = (~predicted & ~truth).sum(0) / (~truth).sum(0).clamp_min(1)
-    return ((hits + rejections) / 2).mean().item()
+    return balanced_accuracy_per_part(predicted, truth).mean().item()
+
+
+def part_names(data: InsightData, count: int) -> list[str]:
+    """The data set's names for its ``count`` part labels (numbered where it names none)."""
+    names = list(data.info.get("part_names") or [])
+    return names if len(names) == count else [f"part{k + 1}" for k in range(count)]
 
 
 class LayerProbes(SampleView):
-    """``probe/class/NN_<layer>`` (and ``probe/parts/...`` on data with part labels) per layer,
-    the chart ``probe/accuracy_vs_depth``, and each layer's receptive field in pixels."""
+    """``probe/class/NN_<layer>`` per layer (on data with part labels also ``probe/parts/NN_<layer>``
+    and ``probe/parts/<part>/NN_<layer>``), the charts ``probe/accuracy_vs_depth`` and (with part
+    labels) ``probe/parts_vs_depth``, and each layer's receptive field in pixels."""
 
     def __init__(self, every_n_epochs: int = 1, sample_size: int = 2000) -> None:
         super().__init__(every_n_epochs, sample_size)
@@ -87,13 +119,17 @@ class LayerProbes(SampleView):
                 tag = layer_tag(index, anatomy.name)
                 writer.add_scalar(f"receptive_field/{tag}", anatomy.receptive_field, 0)
             self._fields_logged = True
+        parts = [] if sample.parts is None else part_names(insight_data(trainer), sample.parts.shape[1])
         curves: dict[str, list[float]] = {}
         for index, (anatomy, stats) in enumerate(zip(layers, sample.stats, strict=True)):
-            scores = probe_scores(pooled_features(stats), sample.labels, sample.parts)
+            scores = probe_scores(pooled_features(stats), sample.labels, sample.parts, parts)
             for kind, value in scores.items():
                 writer.add_scalar(f"probe/{kind}/{layer_tag(index, anatomy.name)}", value, step)
                 curves.setdefault(kind, []).append(value)
         writer.add_figure("probe/accuracy_vs_depth", self._chart(curves, trainer, step), step)
+        if parts:
+            per_part = {name: curves[f"parts/{name}"] for name in parts}
+            writer.add_figure("probe/parts_vs_depth", self._parts_chart(per_part, step), step)
 
     def _chart(self, curves: dict[str, list[float]], trainer: L.Trainer, step: int) -> Figure:
         names = [a.name for a in self._anatomy or []]
@@ -105,10 +141,8 @@ class LayerProbes(SampleView):
         if "parts" in curves:
             axes.plot(depth, curves["parts"], "s-", label="parts present (balanced accuracy)")
             axes.axhline(0.5, color="C1", linestyle=":", label="parts: chance")
-        axes.set_xticks(list(depth), names, rotation=70, fontsize=7)
-        axes.set_xlabel("layer (input side -> output side)")
+        self._depth_axis(axes, names)
         axes.set_ylabel("held-out probe accuracy")
-        axes.set_ylim(0, 1.02)
         axes.set_title(f"What a linear probe can read off each layer (epoch {step})")
         secondary = axes.twinx()
         secondary.plot(depth, [a.receptive_field for a in self._anatomy], color="grey", alpha=0.4)
@@ -116,3 +150,25 @@ class LayerProbes(SampleView):
         axes.legend(loc="lower right", fontsize=7)
         figure.tight_layout()
         return figure
+
+    def _parts_chart(self, curves: dict[str, list[float]], step: int) -> Figure:
+        """One line per part: at which depth a probe can tell whether the image holds that part."""
+        names = [a.name for a in self._anatomy or []]
+        depth = range(1, len(names) + 1)
+        figure, axes = render.new_figure(max(6.0, 0.35 * len(names)), 4.2)
+        markers = "osv^D<>ph*"
+        for index, (part, values) in enumerate(curves.items()):
+            axes.plot(depth, values, f"{markers[index % len(markers)]}-", label=part, alpha=0.85)
+        axes.axhline(0.5, color="grey", linestyle=":", label="chance")
+        self._depth_axis(axes, names)
+        axes.set_ylabel("held-out balanced accuracy")
+        axes.set_title(f"Which parts a linear probe can tell are present, per layer (epoch {step})")
+        axes.legend(loc="lower right", fontsize=7, ncol=2)
+        figure.tight_layout()
+        return figure
+
+    @staticmethod
+    def _depth_axis(axes: Axes, names: list[str]) -> None:
+        axes.set_xticks(list(range(1, len(names) + 1)), names, rotation=70, fontsize=7)
+        axes.set_xlabel("layer (input side -> output side)")
+        axes.set_ylim(0, 1.02)
