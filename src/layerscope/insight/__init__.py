@@ -12,10 +12,11 @@ from layerscope.insight.filters import LayerFilters
 from layerscope.insight.guide import Guide
 from layerscope.insight.mistakes import Mistakes
 from layerscope.insight.probes import LayerProbes
+from layerscope.insight.projector import Projector
 from layerscope.insight.top_patches import TopPatches
 from layerscope.insight.weights import WeightsAndGradients
 
 __all__ = [
-    "Dissection", "FeatureMaps", "Guide", "LayerFilters", "LayerProbes", "Mistakes", "TopPatches",
-    "WeightsAndGradients",
+    "Dissection", "FeatureMaps", "Guide", "LayerFilters", "LayerProbes", "Mistakes", "Projector",
+    "TopPatches", "WeightsAndGradients",
 ]
