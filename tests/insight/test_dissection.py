@@ -162,5 +162,49 @@ def test_data_without_masks_says_so_once_and_logs_nothing(caplog: pytest.LogCapt
             view.draw(writer, SimpleNamespace(datamodule=data), MagicMock(), step)
     assert writer.mock_calls == []
     assert [r.getMessage() for r in caplog.records] == [
-        "dissection: the data has no concept masks (only shapes has), so it logs nothing"
+        "dissection: this data has no concept masks (shapes has), so it logs nothing"
+    ]
+
+
+class _Classifier(nn.Module):
+    """A LightningModule's stand-in: the network in ``.model``, called on preprocessed images."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class _Linear(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3 * 32 * 32, 10)
+
+    def named_layers(self) -> list[tuple[str, nn.Module]]:
+        return [("fc", self.fc)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1))
+
+
+def test_a_model_without_maps_says_so_once_and_logs_nothing(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.data.test_datamodule import make
+
+    data = make(data_dir)
+    data.setup()
+    writer, view = MagicMock(), Dissection(sample_size=20)
+    with caplog.at_level(logging.INFO, logger="layerscope.insight.dissection"):
+        for step in range(2):
+            view.draw(writer, SimpleNamespace(datamodule=data), _Classifier(_Linear()), step)
+    assert writer.mock_calls == []
+    assert [r.getMessage() for r in caplog.records] == [
+        "dissection: the model has no convolutional layers, so it logs nothing"
     ]

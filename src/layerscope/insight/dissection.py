@@ -14,15 +14,15 @@ The concepts are the part edges, the seven part kinds and the ten objects, so ea
 is an edge, part or object detector; the shares of each type per layer are the measured version
 of "edges, then parts, then objects".
 
-The quantile used here is 0.02, not the paper's 0.005. The paper's images are 112 to 227 pixels;
-ours are 32, where the part edges (one pixel wide) cover about 10 % of the pixels. A unit on at
-its top 0.5 % of positions can then reach an IoU of at most 0.05 with the edges, and in practice
-stays below 0.04: no unit can be an edge detector. At 0.02 a unit covers about as many pixels as
-one part kind or one object class does (1 to 5 % of all pixels), so every concept can be matched.
-Measured on the default run's checkpoint: at 0.02, stage 1 is mostly edge detectors, part
-detectors peak in stage 2 and object detectors dominate stage 3; at 0.05 the same order shows
-with more edge detectors in stage 2; at 0.005 no edge detector at all. The IoU threshold stays
-the paper's 0.04.
+The quantile used here is 0.02, not the paper's 0.005. The paper's images are 224 pixels wide;
+ours are 32, where the part edges (one pixel wide) cover about 10 % of the pixels, so a unit on at
+its top 0.5 % of positions reaches an IoU of at most 0.05 with them: almost no unit clears 0.04.
+At 0.02 a unit covers about as many pixels as one part kind or one object class does (1 to 5 % of
+all pixels), so every concept can be matched. Measured on ResNet-20 (500 validation images):
+after two short epochs (72 % accuracy), 0.005 labels 0-12 % of stage-1 units as edge detectors,
+0.02 labels 44-69 %, 0.05 62-94 % (and edges then spread into stage 2). A calibration on the
+default run's checkpoint found, at 0.02, edge detectors in stage 1, part detectors peaking in
+stage 2 and object detectors dominating stage 3. The IoU threshold stays the paper's 0.04.
 """
 
 from __future__ import annotations
@@ -244,7 +244,7 @@ class Dissection(EpochView):
     """
 
     def __init__(
-        self, every_n_epochs: int = 1, sample_size: int = 1000, quantile: float = 0.02,
+        self, every_n_epochs: int = 1, sample_size: int = 500, quantile: float = 0.02,
         iou_threshold: float = 0.04, images_per_detector: int = 6, batch_size: int = 250,
     ) -> None:
         super().__init__(every_n_epochs)
@@ -254,6 +254,12 @@ class Dissection(EpochView):
         self.images_per_detector, self.batch_size = images_per_detector, batch_size
         self._sample: tuple[torch.Tensor, ConceptMasks] | None = None
         self._no_masks = False
+        self._said: set[str] = set()
+
+    def _say_once(self, message: str) -> None:
+        if message not in self._said:
+            log.info(message)
+            self._said.add(message)
 
     def _concepts(self, trainer: L.Trainer) -> tuple[torch.Tensor, ConceptMasks] | None:
         """The first validation images and their concept masks, or None where the data has none."""
@@ -262,7 +268,7 @@ class Dissection(EpochView):
             count = min(self.sample_size, len(data.val))
             masks = data.concept_masks(torch.arange(count))
             if masks is None:
-                log.info("dissection: the data has no concept masks (only shapes has), so it logs nothing")
+                self._say_once("dissection: this data has no concept masks (shapes has), so it logs nothing")
                 self._no_masks = True
             else:
                 self._sample = (data.val.images[:count], masks)
@@ -281,6 +287,7 @@ class Dissection(EpochView):
             self.quantile, self.iou_threshold, self.batch_size,
         )
         if not layers:
+            self._say_once("dissection: the model has no convolutional layers, so it logs nothing")
             return
         shares = [detector_shares(layer.labels, concepts.kinds) for layer in layers]
         for layer, share in zip(layers, shares, strict=True):
@@ -353,8 +360,7 @@ class Dissection(EpochView):
              for d in detectors], fontsize=8,
         )
         axes.set_xticks([])
-        axes.set_title(f"Best detector of each concept, epoch {step}: its on-region, bright, "
-                       "on the images that excite it most", fontsize=9)
+        axes.set_title(f"Epoch {step}: each concept's best detector, bright where it is on", fontsize=9)
         figure.tight_layout()
         return figure
 
