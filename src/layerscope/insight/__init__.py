@@ -8,6 +8,7 @@ and where views draw), ``sample`` (the validation sample and what each layer mad
 
 from layerscope.insight.dissection import Dissection
 from layerscope.insight.feature_maps import FeatureMaps
+from layerscope.insight.feature_vis import FeatureVisualisation
 from layerscope.insight.filters import LayerFilters
 from layerscope.insight.guide import Guide
 from layerscope.insight.mistakes import Mistakes
@@ -17,6 +18,6 @@ from layerscope.insight.top_patches import TopPatches
 from layerscope.insight.weights import WeightsAndGradients
 
 __all__ = [
-    "Dissection", "FeatureMaps", "Guide", "LayerFilters", "LayerProbes", "Mistakes", "Projector",
-    "TopPatches", "WeightsAndGradients",
+    "Dissection", "FeatureMaps", "FeatureVisualisation", "Guide", "LayerFilters", "LayerProbes", "Mistakes",
+    "Projector", "TopPatches", "WeightsAndGradients",
 ]

@@ -44,6 +44,13 @@ def top_images(stats: LayerStats, channels: torch.Tensor, k: int) -> torch.Tenso
     return stats.peak[:, channels].topk(min(k, len(stats.peak)), dim=0).indices.T
 
 
+def channel_patches(
+    images: torch.Tensor, anatomy: LayerAnatomy, stats: LayerStats, channel: int, best: torch.Tensor
+) -> torch.Tensor:
+    """The patches where ``channel`` peaks in each of the images ``best``: (len(best), 3, field, field)."""
+    return torch.stack([crop(images[i], anatomy, int(stats.peak_at[i, channel]), stats.width) for i in best])
+
+
 def selective_channels(stats: LayerStats, count: int) -> torch.Tensor:
     """The channels whose peak response varies most across images: they pick out something."""
     spread = stats.peak.std(dim=0) if len(stats.peak) > 1 else stats.peak[0]
@@ -76,8 +83,6 @@ class TopPatches(SampleView):
             rows = []
             chosen = self._chosen[index]
             for channel, best in zip(chosen, top_images(stats, chosen, self.k), strict=True):
-                patches = torch.stack([
-                    crop(images[i], anatomy, int(stats.peak_at[i, channel]), stats.width) for i in best
-                ])
+                patches = channel_patches(images, anatomy, stats, int(channel), best)
                 rows.append(render.resize(patches, display_size(patches.shape[-1], self.zoom)))
             writer.add_image(f"top_patches/{layer_tag(index, anatomy.name)}", render.grid(rows), step)

@@ -1,0 +1,225 @@
+"""What a channel is looking for: the image that excites it most, found by gradient ascent.
+
+Feature visualisation (Olah, Mordvintsev & Schubert, "Feature Visualization", Distill 2017) starts
+from noise and changes the image, not the network, to drive one channel up. Done naively this
+finds high-frequency patterns no photograph contains; the paper's remedies are used here:
+
+- objective: the channel's mean activation over all positions (the layer's output as the layer
+  list gives it, after its ReLU), the paper's "channel" objective, not a single neuron's;
+- parameterisation: the image is a Fourier spectrum scaled by 1/frequency (so every frequency
+  starts equally easy to change), turned into pixels by an inverse FFT and a sigmoid into [0, 1];
+  the pixels then go through the data's own preprocessing (normalisation) into the model;
+- robustness: each step sees the image randomly shifted (up to 1/16 of its side), scaled (+-10 %)
+  and rotated (+-10 degrees), so only patterns that survive small moves are kept (the paper's
+  jitter, scale and rotate; the amounts of lucid's ``standard_transforms`` at our image sizes);
+- a fixed number of Adam steps (learning rate 0.05, as lucid), from the same seeded noise at
+  every drawing, so the pictures of one channel differ across steps only because the network did.
+
+The channels are those ``top_patches`` shows (its most selective channels, chosen once per run),
+and each picture is drawn beside the channel's strongest validation patches: what the channel
+would like to see beside what it responds to in real images. The picture is a whole image, the
+patches only the part of the image one unit sees.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+
+from layerscope.errors import UserError
+from layerscope.insight import render
+from layerscope.insight.capture import LayerAnatomy, inspection_mode, layer_tag, named_layers
+from layerscope.insight.inputs import insight_data, inspected_model, model_input
+from layerscope.insight.sample import SampleView
+from layerscope.insight.top_patches import channel_patches, selective_channels, top_images
+
+JITTER = 1 / 16  # random shift, as a share of the side (lucid: 8 px at 128 px)
+SCALE = 0.1  # random scaling by up to +-10 % (lucid: 0.9 to 1.1)
+DEGREES = 10.0  # random rotation by up to +-10 degrees (lucid: -10 to 10)
+START_SPREAD = 0.01  # standard deviation of the starting spectrum: near-grey noise (lucid's sd)
+
+Target = tuple[int, int]  # (index in the layer list, channel)
+
+
+def spectrum_scale(height: int, width: int) -> torch.Tensor:
+    """1/frequency for each coefficient of a real 2-D FFT of an (height, width) image."""
+    rows = torch.fft.fftfreq(height)[:, None]
+    cols = torch.fft.rfftfreq(width)[None, :]
+    return 1 / torch.sqrt(rows**2 + cols**2).clamp_min(1 / max(height, width))
+
+
+def fourier_image(spectrum: torch.Tensor, scale: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, C, h, w // 2 + 1, 2) spectrum -> (N, C, h, w) images in [0, 1] (lucid's ``fft_image``)."""
+    pixels = torch.fft.irfft2(torch.view_as_complex(spectrum) * scale, s=size, norm="ortho")
+    return torch.sigmoid(pixels / 4)  # lucid's /4: the sigmoid starts in its linear range
+
+
+def random_moves(steps: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """(steps, count, 2, 3) affine matrices: a random shift, scale and rotation per step and image."""
+    uniform = torch.rand(steps, count, 4, generator=generator) * 2 - 1
+    shift = 2 * JITTER * uniform[..., :2]  # affine_grid's coordinates span 2 per side
+    scale = 1 + SCALE * uniform[..., 2]
+    angle = math.radians(DEGREES) * uniform[..., 3]
+    cos, sin = scale * angle.cos(), scale * angle.sin()
+    return torch.stack([torch.stack([cos, -sin, shift[..., 0]], -1),
+                        torch.stack([sin, cos, shift[..., 1]], -1)], -2)
+
+
+def warp(images: torch.Tensor, move: torch.Tensor) -> torch.Tensor:
+    """Resample (N, C, H, W) images along affine ``move``s, bilinearly, the edge pixels repeated outside.
+
+    Written with ``gather`` rather than ``grid_sample``: gather's gradient has a deterministic CUDA
+    kernel, so runs with ``trainer.deterministic=true`` can draw it.
+    """
+    count, channels, height, width = images.shape
+    grid = F.affine_grid(move, [count, channels, height, width], align_corners=False)
+    x = ((grid[..., 0] + 1) * width - 1) / 2  # pixel coordinates of each output pixel's source
+    y = ((grid[..., 1] + 1) * height - 1) / 2
+    flat = images.flatten(2)
+    warped = torch.zeros_like(flat)
+    for corner_x in (x.floor(), x.floor() + 1):
+        for corner_y in (y.floor(), y.floor() + 1):
+            weight = (1 - (x - corner_x).abs()) * (1 - (y - corner_y).abs())
+            source = corner_y.clamp(0, height - 1) * width + corner_x.clamp(0, width - 1)
+            index = source.long().flatten(1).unsqueeze(1).expand(-1, channels, -1)
+            warped = warped + weight.flatten(1).unsqueeze(1) * flat.gather(2, index)
+    return warped.view_as(images)
+
+
+@contextmanager
+def _layer_outputs(modules: dict[int, nn.Module]) -> Iterator[dict[int, torch.Tensor]]:
+    """The outputs of ``modules`` (by layer index) of the latest forward pass, gradients kept."""
+    outputs: dict[int, torch.Tensor] = {}
+    handles = [
+        module.register_forward_hook(lambda _m, _i, output, index=index: outputs.__setitem__(index, output))
+        for index, module in modules.items()
+    ]
+    try:
+        yield outputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def channel_means(outputs: dict[int, torch.Tensor], targets: list[Target]) -> torch.Tensor:
+    """Each target's activation: image i's mean over positions of channel targets[i] of its layer."""
+    return torch.stack([
+        outputs[layer][row, channel].float().mean() for row, (layer, channel) in enumerate(targets)
+    ])
+
+
+def visualise(
+    forward: Callable[[torch.Tensor], object],
+    model: nn.Module,
+    targets: list[Target],
+    shape: tuple[int, int, int],
+    steps: int,
+    learning_rate: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """One image in [0, 1] per target, of ``shape`` (C, H, W), optimised to excite its channel.
+
+    ``forward`` takes images in [0, 1] and runs ``model`` on them (preprocessing included). The
+    model runs in eval mode and only the images get gradients: the parameters' ``.grad`` stay
+    as they were, every module's mode is restored and the hooks are removed. Random numbers come
+    only from ``generator``.
+    """
+    channels, height, width = shape
+    device = next(model.parameters()).device
+    start = torch.randn(len(targets), channels, height, width // 2 + 1, 2, generator=generator)
+    spectrum = (START_SPREAD * start).to(device).requires_grad_()
+    scale = spectrum_scale(height, width).to(device)
+    moves = random_moves(steps, len(targets), generator).to(device)
+    layers = named_layers(model)
+    optimiser = torch.optim.Adam([spectrum], lr=learning_rate)
+    with (inspection_mode(model), torch.enable_grad(),
+          _layer_outputs({layer: layers[layer][1] for layer, _ in targets}) as outputs):
+        for step in range(steps):
+            forward(warp(fourier_image(spectrum, scale, (height, width)), moves[step]))
+            spectrum.grad = torch.autograd.grad(-channel_means(outputs, targets).sum(), spectrum)[0]
+            optimiser.step()
+    return fourier_image(spectrum.detach(), scale, (height, width))
+
+
+def readable_layers(anatomy: list[LayerAnatomy]) -> list[int]:
+    """Layer 1, the middle layer of each stage and the last convolutional layer (indices).
+
+    A stage is the layers whose names share the part before the first dot (ResNet's ``stage2``);
+    its middle layer is the output of its middle block. Only layers with a spatial map count
+    (every layer where the model has none, an MLP); without stages, every such layer is shown.
+    """
+    maps = [i for i, entry in enumerate(anatomy) if len(entry.output_shape) == 3] or list(range(len(anatomy)))
+    stages: dict[str, list[int]] = {}
+    for index in maps:
+        stages.setdefault(anatomy[index].name.split(".")[0], []).append(index)
+    middles = [stage[len(stage) // 2] for stage in stages.values() if len(stage) > 1]
+    return sorted({maps[0], *middles, maps[-1]}) if middles else maps
+
+
+class FeatureVisualisation(SampleView):
+    """``feature_vis/NN_<layer>``: a row per channel, its optimised image and then its top patches.
+
+    ``layers`` are layer numbers as the layer list counts them (1 = the input side), None for
+    :func:`readable_layers`. The channels are chosen as ``top_patches`` chooses them (the most
+    selective at the first drawing), so with the same sample and as many or fewer channels the
+    rows are the same channels as there.
+    """
+
+    def __init__(
+        self, every_n_epochs: int = 1, layers: list[int] | None = None, channels: int = 4, steps: int = 128,
+        image_size: int | None = None, learning_rate: float = 0.05, patches: int = 6, zoom: int = 2,
+        sample_size: int = 2000, seed: int = 0,
+    ) -> None:
+        super().__init__(every_n_epochs, sample_size)
+        self.layers = None if layers is None else list(layers)
+        self.channels, self.steps, self.image_size = channels, steps, image_size
+        self.learning_rate, self.patches, self.zoom, self.seed = learning_rate, patches, zoom, seed
+        self._chosen: dict[int, torch.Tensor] = {}
+
+    def _shown_layers(self, anatomy: list[LayerAnatomy]) -> list[int]:
+        if self.layers is None:
+            return readable_layers(anatomy)
+        wrong = [n for n in self.layers if not 1 <= n <= len(anatomy)]
+        if wrong:
+            raise UserError(
+                f"insight.feature_vis.layers has {wrong}: this model has layers 1 to {len(anatomy)} "
+                "(set layers=null for layer 1, each stage's middle and the last convolution)"
+            )
+        return sorted({n - 1 for n in self.layers})
+
+    def draw(
+        self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
+    ) -> None:
+        sample, anatomy = self.sample(trainer, pl_module), self.anatomy(trainer, pl_module)
+        shown = self._shown_layers(anatomy)
+        for index in shown:
+            if index not in self._chosen:
+                self._chosen[index] = selective_channels(sample.stats[index], self.channels)
+        targets = [(index, int(channel)) for index in shown for channel in self._chosen[index]]
+        stored = insight_data(trainer).val.images
+        size = (self.image_size or stored.shape[-2], self.image_size or stored.shape[-1])
+        pictures = visualise(
+            # preprocess takes the stored 0-255 scale; a float image in it is the same image, differentiable
+            lambda images: pl_module(model_input(trainer, pl_module, 255 * images)),
+            inspected_model(pl_module), targets, (stored.shape[1], *size), self.steps, self.learning_rate,
+            torch.Generator().manual_seed(self.seed),
+        )
+        rows = iter(render.as_rgb(pictures.float().cpu()))
+        examples = render.display_images(sample.images)
+        tile = max(size) * self.zoom
+        for index in shown:
+            stats, chosen = sample.stats[index], self._chosen[index]
+            lines = []
+            for channel, best in zip(chosen, top_images(stats, chosen, self.patches), strict=True):
+                tiles = [next(rows)[None]]
+                if self.patches:
+                    tiles.append(channel_patches(examples, anatomy[index], stats, int(channel), best))
+                lines.append(torch.cat([render.resize(t, tile) for t in tiles]))
+            writer.add_image(f"feature_vis/{layer_tag(index, anatomy[index].name)}", render.grid(lines), step)
