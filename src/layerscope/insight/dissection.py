@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -252,8 +253,10 @@ class Dissection(EpochView):
             raise ValueError(f"quantile={quantile} must be between 0 and 1")
         self.sample_size, self.quantile, self.iou_threshold = sample_size, quantile, iou_threshold
         self.images_per_detector, self.batch_size = images_per_detector, batch_size
-        self._sample: tuple[torch.Tensor, ConceptMasks] | None = None
-        self._no_masks = False
+        # Per data module, dropped with it: the sample images and their masks, or None without masks.
+        self._samples: weakref.WeakKeyDictionary[Any, tuple[torch.Tensor, ConceptMasks] | None] = (
+            weakref.WeakKeyDictionary()
+        )
         self._said: set[str] = set()
 
     def _say_once(self, message: str) -> None:
@@ -262,17 +265,15 @@ class Dissection(EpochView):
             self._said.add(message)
 
     def _concepts(self, trainer: L.Trainer) -> tuple[torch.Tensor, ConceptMasks] | None:
-        """The first validation images and their concept masks, or None where the data has none."""
-        if self._sample is None and not self._no_masks:
-            data = insight_data(trainer)
+        """The first validation images and their concept masks (rendered once), or None without masks."""
+        data = insight_data(trainer)
+        if data not in self._samples:
             count = min(self.sample_size, len(data.val))
             masks = data.concept_masks(torch.arange(count))
             if masks is None:
                 self._say_once("dissection: this data has no concept masks (shapes has), so it logs nothing")
-                self._no_masks = True
-            else:
-                self._sample = (data.val.images[:count], masks)
-        return self._sample
+            self._samples[data] = None if masks is None else (data.val.images[:count], masks)
+        return self._samples[data]
 
     def draw(
         self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
@@ -352,7 +353,11 @@ class Dissection(EpochView):
             rows.append(render.resize(pictures[span] * (0.25 + 0.75 * on), 2 * size))
         picture = render.grid(rows)
         tile = 2 * size + 2
-        figure, axes = render.new_figure(3.2 + picture.shape[-1] / 100, 0.6 + picture.shape[-2] / 100)
+        # At 100 dpi one picture pixel is one figure pixel; the captions get a fixed margin on the left.
+        caption, title = 3.6, 0.4  # inches
+        width, height = caption + picture.shape[-1] / 100, title + picture.shape[-2] / 100
+        figure, axes = render.new_figure(width, height)
+        figure.subplots_adjust(left=caption / width, right=1, bottom=0, top=1 - title / height)
         axes.imshow(picture.permute(1, 2, 0).numpy())
         axes.set_yticks(
             [2 + tile * r + size for r in range(len(detectors))],
@@ -361,7 +366,6 @@ class Dissection(EpochView):
         )
         axes.set_xticks([])
         axes.set_title(f"Epoch {step}: each concept's best detector, bright where it is on", fontsize=9)
-        figure.tight_layout()
         return figure
 
     def _table(self, layers: list[LayerDissection], names: list[str], kinds: list[str], images: int) -> str:
