@@ -104,6 +104,7 @@ def test_insight_off_logs_none_of_it(runs: dict[str, Path]) -> None:
 
 
 def test_insight_does_not_change_training(runs: dict[str, Path]) -> None:
+    assert "feature_vis/01_stem" in _events(runs["default"]).Tags()["images"]  # optimising images included
     weights = [torch.load(runs[c] / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
                for c in ("default", "off")]
     assert weights[0].keys() == weights[1].keys()
