@@ -63,6 +63,17 @@ def test_the_optimised_image_excites_its_channel_and_shows_its_orientation() -> 
     assert across_cols > 1.5 * across_rows
 
 
+def test_a_channel_switched_off_by_its_relu_is_switched_on() -> None:
+    net = _EdgeDetectors()
+    with torch.no_grad():
+        net.norm.bias.fill_(-1.6)  # off for grey noise (its strongest response, at the border, is 1.5)
+    noise, optimised = _visualise(net, steps=0), _visualise(net, steps=64)
+    with torch.no_grad():
+        net.eval()
+        assert net(noise).max() == 0
+        assert net(optimised)[0, 0].mean() > 0.005  # 0.013; with no gradient through the ReLU it stays 0
+
+
 def test_only_the_image_changes_and_the_global_generator_is_not_drawn_from() -> None:
     net = _EdgeDetectors().train()
     state = {k: v.clone() for k, v in net.state_dict().items()}

@@ -5,7 +5,9 @@ from noise and changes the image, not the network, to drive one channel up. Done
 finds high-frequency patterns no photograph contains; the paper's remedies are used here:
 
 - objective: the channel's mean activation over all positions (the layer's output as the layer
-  list gives it, after its ReLU), the paper's "channel" objective, not a single neuron's;
+  list gives it, after its ReLU), the paper's "channel" objective, not a single neuron's; while a
+  ReLU holds the channel at zero everywhere (no gradient), its largest input instead, which turns
+  it on where it is closest (in the spirit of lucid's redirected ReLU gradient);
 - parameterisation: the image is a Fourier spectrum scaled by 1/frequency (so every frequency
   starts equally easy to change), turned into pixels by an inverse FFT and a sigmoid into [0, 1];
   the pixels then go through the data's own preprocessing (normalisation) into the model;
@@ -95,10 +97,15 @@ def warp(images: torch.Tensor, move: torch.Tensor) -> torch.Tensor:
 
 @contextmanager
 def _layer_outputs(modules: dict[int, nn.Module]) -> Iterator[dict[int, torch.Tensor]]:
-    """The outputs of ``modules`` (by layer index) of the latest forward pass, gradients kept."""
+    """What ``modules`` (by layer index) saw in the latest forward pass, gradients kept: a ReLU's
+    input (the channel objective applies the ReLU itself), any other layer's output."""
     outputs: dict[int, torch.Tensor] = {}
+
+    def keep(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor, index: int) -> None:
+        outputs[index] = inputs[0] if isinstance(module, nn.ReLU) else output
+
     handles = [
-        module.register_forward_hook(lambda _m, _i, output, index=index: outputs.__setitem__(index, output))
+        module.register_forward_hook(lambda m, i, o, index=index: keep(m, i, o, index))
         for index, module in modules.items()
     ]
     try:
@@ -108,11 +115,17 @@ def _layer_outputs(modules: dict[int, nn.Module]) -> Iterator[dict[int, torch.Te
             handle.remove()
 
 
-def channel_means(outputs: dict[int, torch.Tensor], targets: list[Target]) -> torch.Tensor:
-    """Each target's activation: image i's mean over positions of channel targets[i] of its layer."""
-    return torch.stack([
-        outputs[layer][row, channel].float().mean() for row, (layer, channel) in enumerate(targets)
-    ])
+def channel_objective(values: torch.Tensor, before_relu: bool) -> torch.Tensor:
+    """A channel's mean activation; a ReLU channel that is off everywhere scores its largest input.
+
+    Not its mean input: a filter whose weights sum to zero (an edge) has a mean input near zero
+    for every image, the largest one rises as soon as an edge appears anywhere.
+    """
+    if not before_relu:
+        return values.float().mean()
+    values = values.float()
+    # torch.where, not an if: no wait for the device at every step.
+    return torch.where((values > 0).any(), values.clamp_min(0).mean(), values.max())
 
 
 def visualise(
@@ -137,13 +150,15 @@ def visualise(
     spectrum = (START_SPREAD * start).to(device).requires_grad_()
     scale = spectrum_scale(height, width).to(device)
     moves = random_moves(steps, len(targets), generator).to(device)
-    layers = named_layers(model)
+    modules = {layer: named_layers(model)[layer][1] for layer, _ in targets}
+    before_relu = {layer: isinstance(module, nn.ReLU) for layer, module in modules.items()}
     optimiser = torch.optim.Adam([spectrum], lr=learning_rate)
-    with (inspection_mode(model), torch.enable_grad(),
-          _layer_outputs({layer: layers[layer][1] for layer, _ in targets}) as outputs):
+    with inspection_mode(model), torch.enable_grad(), _layer_outputs(modules) as outputs:
         for step in range(steps):
             forward(warp(fourier_image(spectrum, scale, (height, width)), moves[step]))
-            spectrum.grad = torch.autograd.grad(-channel_means(outputs, targets).sum(), spectrum)[0]
+            objective = sum(channel_objective(outputs[layer][row, channel], before_relu[layer])
+                            for row, (layer, channel) in enumerate(targets))
+            spectrum.grad = torch.autograd.grad(-objective, spectrum)[0]
             optimiser.step()
     return fourier_image(spectrum.detach(), scale, (height, width))
 
