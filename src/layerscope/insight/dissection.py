@@ -45,6 +45,7 @@ from layerscope.data.shapes import ConceptMasks
 from layerscope.insight import render
 from layerscope.insight.base import EpochView
 from layerscope.insight.capture import inspection_mode, layer_hooks, layer_tag, named_layers
+from layerscope.insight.findings import peak
 from layerscope.insight.inputs import insight_data, inspected_model, model_input
 
 log = logging.getLogger(__name__)
@@ -258,6 +259,26 @@ class Dissection(EpochView):
             weakref.WeakKeyDictionary()
         )
         self._said: set[str] = set()
+        # (step, layer tags, shares per layer) of the first and the latest dissection, for findings().
+        self._first: tuple[int, list[str], list[dict[str, float]]] | None = None
+        self._latest: tuple[int, list[str], list[dict[str, float]]] | None = None
+        self._images = 0  # images the latest dissection scored
+
+    def findings(self) -> list[str]:
+        """Where each detector type peaked at the latest dissection, against the first one."""
+        if self._latest is None or self._first is None:
+            return []
+        method = (f"Network Dissection of every convolutional unit on {self._images} validation images "
+                  f"(top {self.quantile:.1%} of activations, IoU >= {self.iou_threshold})")
+        lines = []
+        for label, (step, names, shares) in (("at the end", self._latest), ("before training", self._first)):
+            peaks = []
+            for kind in DETECTOR_TYPES:
+                layer, value = peak([s[kind] for s in shares], names)
+                peaks.append(f"{kind} detectors {value:.0%} of the units of `{layer}`" if value > 0
+                             else f"no {kind} detectors")
+            lines.append(f"{method}, {label} (step {step}): the most were " + "; ".join(peaks) + ".")
+        return lines
 
     def _say_once(self, message: str) -> None:
         if message not in self._said:
@@ -291,6 +312,9 @@ class Dissection(EpochView):
             self._say_once("dissection: the model has no convolutional layers, so it logs nothing")
             return
         shares = [detector_shares(layer.labels, concepts.kinds) for layer in layers]
+        self._latest = (step, [layer_tag(layer.index, layer.name) for layer in layers], shares)
+        self._first = self._first or self._latest
+        self._images = len(images)
         for layer, share in zip(layers, shares, strict=True):
             for kind in DETECTOR_TYPES:
                 tag = f"dissection/{kind}/{layer_tag(layer.index, layer.name)}"

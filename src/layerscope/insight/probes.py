@@ -31,6 +31,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
 from layerscope.insight.capture import LayerStats, layer_tag
+from layerscope.insight.findings import first_reaching, peak
 from layerscope.insight.inputs import InsightData, insight_data
 from layerscope.insight.sample import SampleView
 
@@ -109,6 +110,28 @@ class LayerProbes(SampleView):
     def __init__(self, every_n_epochs: int = 1, sample_size: int = 2000) -> None:
         super().__init__(every_n_epochs, sample_size)
         self._fields_logged = False
+        # (step, layer tags, score curves by kind) of the latest probing, for findings().
+        self._latest: tuple[int, list[str], dict[str, list[float]]] | None = None
+
+    def findings(self) -> list[str]:
+        """Where the class and part probes reached their best at the latest probing."""
+        if self._latest is None:
+            return []
+        step, names, curves = self._latest
+        layer, value = first_reaching(curves["class"], names, 0.95)
+        best_layer, best = peak(curves["class"], names)
+        lines = [f"Linear probes on each layer's pooled output (step {step}): the class probe first "
+                 f"reached 95 % of its best at `{layer}` ({value:.1%}); its best was {best:.1%} "
+                 f"at `{best_layer}`."]
+        parts = {kind.removeprefix("parts/"): values for kind, values in curves.items()
+                 if kind.startswith("parts/")}
+        if parts:
+            layer, value = peak(curves["parts"], names)
+            peaks = {part: peak(values, names) for part, values in parts.items()}
+            where = ", ".join(f"{part} at `{at}` ({score:.0%})" for part, (at, score) in peaks.items())
+            lines.append(f"The part probes (balanced accuracy, 50 % is chance) peaked on average at "
+                         f"`{layer}` ({value:.1%}); each part: {where}.")
+        return lines
 
     def draw(
         self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
@@ -126,6 +149,7 @@ class LayerProbes(SampleView):
             for kind, value in scores.items():
                 writer.add_scalar(f"probe/{kind}/{layer_tag(index, anatomy.name)}", value, step)
                 curves.setdefault(kind, []).append(value)
+        self._latest = (step, [layer_tag(i, a.name) for i, a in enumerate(layers)], curves)
         writer.add_figure("probe/accuracy_vs_depth", self._chart(curves, trainer, step), step)
         if parts:
             per_part = {name: curves[f"parts/{name}"] for name in parts}

@@ -3,7 +3,8 @@
 Zeiler and Fergus ("Visualizing and Understanding Convolutional Networks", ECCV 2014) showed, for
 a unit, the nine image patches that excite it most. We do the same without their deconvnet: a
 unit's patch is the part of the image it can see (its receptive field), so the patches grow with
-depth: a few pixels of edge in layer 1, parts in the middle, whole objects at the top.
+depth: 3 x 3 pixels in layer 1, the whole image at the top. What the patches show is a look, not a
+measurement: whether a unit detects edges, parts or objects is measured by ``insight.dissection``.
 """
 
 from __future__ import annotations
