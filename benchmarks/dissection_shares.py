@@ -6,6 +6,8 @@ Reads the scalars ``dissection/<edge|part|object>/NN_layer`` from the run's Tens
 files and prints, for step 0 (the untrained network) and the last logged step, the share of each
 layer's units labelled edge, part and object detectors, then the mean share over the layers of
 each stage (ResNet layer names: ``stem`` counts with stage 1, ``fc`` has no units to dissect).
+With ``--charts DIR`` it also saves the run's ``dissection/detectors_by_depth`` chart of those two
+steps as ``DIR/dissection_step_<N>.png``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,18 @@ def read_shares(run_dir: Path) -> dict[int, dict[str, dict[str, float]]]:
     return shares
 
 
+def save_charts(run_dir: Path, steps: list[int], folder: Path) -> None:
+    """The ``dissection/detectors_by_depth`` images of ``steps``, as the run logged them (PNG bytes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for events in sorted(run_dir.rglob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events), size_guidance={"images": 0})
+        accumulator.Reload()
+        if "dissection/detectors_by_depth" in accumulator.Tags()["images"]:
+            for image in accumulator.Images("dissection/detectors_by_depth"):
+                if image.step in steps:
+                    (folder / f"dissection_step_{image.step}.png").write_bytes(image.encoded_image_string)
+
+
 def stage(layer: str) -> str:
     found = re.search(r"stage(\d+)", layer)
     return f"stage {found.group(1)}" if found else ("stage 1" if "stem" in layer else layer)
@@ -64,11 +78,14 @@ def print_step(step: int, layers: dict[str, dict[str, float]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a run folder (or its tensorboard/ folder)")
+    parser.add_argument("--charts", type=Path, help="save the first and last step's chart here")
     args = parser.parse_args()
     shares = read_shares(args.run_dir)
     steps = sorted(shares)
     for step in dict.fromkeys([steps[0], steps[-1]]):
         print_step(step, shares[step])
+    if args.charts:
+        save_charts(args.run_dir, [steps[0], steps[-1]], args.charts)
 
 
 if __name__ == "__main__":

@@ -101,16 +101,19 @@ def capture(page: Page, url: str, tags: list[str], path: Path, timeout: float = 
 
 
 def views(tags: list[str]) -> dict[str, list[str]]:
-    """The screenshots to take: name -> image tags (first and last layer where there are layers)."""
+    """The screenshots to take: name -> image tags (first, middle and last layer where there are layers)."""
     def ends(prefix: str) -> list[str]:
-        layer_tags = [t for t in tags if t.startswith(prefix)]
-        return [layer_tags[0], layer_tags[-1]] if layer_tags else []
+        layer_tags = sorted(t for t in tags if t.startswith(prefix))
+        return list(dict.fromkeys([layer_tags[0], layer_tags[len(layer_tags) // 2], layer_tags[-1]])) \
+            if layer_tags else []
 
     wanted = {
         "feature_maps": ends("feature_maps/"),
         "top_patches": ends("top_patches/"),
         "filters_and_probes": [t for t in ("filters/layer1", "probe/accuracy_vs_depth") if t in tags],
         "mistakes": [t for t in ("mistakes/confusion_matrix", "mistakes/misclassified") if t in tags],
+        "dissection": [t for t in ("dissection/detectors_by_depth", "dissection/best_detectors")
+                       if t in tags],
     }
     return {name: wanted_tags for name, wanted_tags in wanted.items() if wanted_tags}
 
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         browser.close()
     print(json.dumps(summary, indent=2))
     feature_maps = summary.get("feature_maps", {}).get("images", {})
-    return 0 if len(feature_maps) == 2 and all(feature_maps.values()) else 1
+    return 0 if len(feature_maps) >= 2 and all(feature_maps.values()) else 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""TensorBoard in a real browser: the feature maps of the first and last layer render."""
+"""TensorBoard in a real browser: feature maps of the first, a middle and the last layer; the dissection."""
 
 from __future__ import annotations
 
@@ -36,9 +36,12 @@ def test_tensorboard_renders_the_layer_views(runs: dict[str, Path], tmp_path: Pa
     summary = json.loads(result.stdout)
     assert summary["feature_maps"]["images"] == {
         "feature_maps/01_stem": 2 + 17 * 34,  # the image and 16 channels, 34 pixels a tile
+        "feature_maps/05_stage2.block1.conv2": 2 + 17 * 34,  # a middle layer: its first 16 channels
         "feature_maps/08_fc": 2 + 2 * 34,  # the image and the output neurons' square
     }
-    for view in ("top_patches", "filters_and_probes", "mistakes"):
+    dissection = {"dissection/detectors_by_depth", "dissection/best_detectors"}
+    assert set(summary["dissection"]["images"]) == dissection
+    for view in ("top_patches", "filters_and_probes", "mistakes", "dissection"):
         assert all(width > 0 for width in summary[view]["images"].values()), view
     for view in summary.values():
         with Image.open(view["file"]) as screenshot:
