@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import lightning as L
 import torch
@@ -29,6 +28,7 @@ from layerscope.insight import render
 from layerscope.insight.base import tensorboard_writer
 from layerscope.insight.capture import forward_batches, inspection_mode, layer_tag, named_layers
 from layerscope.insight.inputs import insight_data, inspected_model, model_input
+from layerscope.models.layers import module_hooks
 
 log = logging.getLogger(__name__)
 
@@ -40,28 +40,6 @@ def pooled(output: torch.Tensor) -> torch.Tensor:
     """One row per image: a (N, C, H, W) map averaged over positions, anything else flattened."""
     output = output.detach().float()
     return output.mean(dim=(2, 3)) if output.dim() == 4 else output.flatten(1)
-
-
-@contextmanager
-def _recorded(
-    points: dict[str, tuple[nn.Module, bool]], into: dict[str, list[torch.Tensor]]
-) -> Iterator[None]:
-    """Record, per tag, a module's pooled input (``True``) or output (``False``); hooks removed after."""
-    handles = []
-    for tag, (module, of_input) in points.items():
-        if of_input:
-            def keep_input(_module: nn.Module, inputs: tuple, tag: str = tag) -> None:
-                into[tag].append(pooled(inputs[0]).cpu())
-            handles.append(module.register_forward_pre_hook(keep_input))
-        else:
-            def keep_output(_module: nn.Module, _inputs: tuple, output: torch.Tensor, tag: str = tag) -> None:
-                into[tag].append(pooled(output).cpu())
-            handles.append(module.register_forward_hook(keep_output))
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def layer_embeddings(
@@ -77,7 +55,7 @@ def layer_embeddings(
     if middle < last:
         points[f"middle_{layer_tag(middle, layers[middle][0])}"] = (layers[middle][1], False)
     chunks: dict[str, list[torch.Tensor]] = {tag: [] for tag in points}
-    with inspection_mode(model), _recorded(points, chunks):
+    with inspection_mode(model), module_hooks(points, lambda tag, t: chunks[tag].append(pooled(t).cpu())):
         logits = forward_batches(forward, images, batch_size).float().cpu()
     return {tag: torch.cat(found) for tag, found in chunks.items()}, logits
 

@@ -6,8 +6,8 @@ only through these helpers, never through architecture details.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 
 import torch
 from torch import nn
@@ -28,15 +28,32 @@ def layer_tag(index: int, name: str) -> str:
 
 
 @contextmanager
-def layer_hooks(layers: list[Layer], on_output: Callable[[int, torch.Tensor], None]) -> Iterator[None]:
-    """Call ``on_output(layer_index, output)`` for each named layer's output; hooks removed after."""
+def module_hooks(
+    points: Mapping[Hashable, tuple[nn.Module, bool]], on_tensor: Callable[[Hashable, torch.Tensor], None]
+) -> Iterator[None]:
+    """Call ``on_tensor(key, tensor)`` with each module's first input (``True``) or its output
+    (``False``), detached, on every forward pass; hooks removed after."""
     handles = []
-    for index, (_, module) in enumerate(layers):
-        def hook(_module: nn.Module, _inputs: object, output: torch.Tensor, index: int = index) -> None:
-            on_output(index, output.detach())
-        handles.append(module.register_forward_hook(hook))
+    for key, (module, of_input) in points.items():
+        if of_input:
+            def keep_input(_module: nn.Module, inputs: tuple, key: Hashable = key) -> None:
+                on_tensor(key, inputs[0].detach())
+            handles.append(module.register_forward_pre_hook(keep_input))
+        else:
+            def keep_output(
+                _module: nn.Module, _inputs: tuple, output: torch.Tensor, key: Hashable = key
+            ) -> None:
+                on_tensor(key, output.detach())
+            handles.append(module.register_forward_hook(keep_output))
     try:
         yield
     finally:
         for handle in handles:
             handle.remove()
+
+
+def layer_hooks(
+    layers: list[Layer], on_output: Callable[[int, torch.Tensor], None]
+) -> AbstractContextManager[None]:
+    """Call ``on_output(layer_index, output)`` for each named layer's output; hooks removed after."""
+    return module_hooks({index: (module, False) for index, (_, module) in enumerate(layers)}, on_output)
