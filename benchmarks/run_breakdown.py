@@ -8,8 +8,9 @@ Runs ``python train.py OVERRIDES`` as a user would (a new process each time), ti
 launch to exit, and prints the phases that the run itself recorded in metrics.json
 (``seconds_by_phase``: start-up, data set-up, building, batches, training steps, validation,
 insight, checkpoints, progress bar, test, other) with their shares of the wall time, plus the
-time between the run's last line and the process's exit. With ``--repeats`` above 1, each figure
-is the median over the runs.
+time between the run's last line and the process's exit, then what each insight view took
+(``insight_seconds_by_view``) against the time outside the views. With ``--repeats`` above 1,
+each figure is the median over the runs.
 """
 
 from __future__ import annotations
@@ -75,6 +76,14 @@ def main() -> None:
     print(f"| {'---':28s} | ---: | ---: |")
     for phase, seconds in rows:
         print(f"| {phase:28s} | {seconds:7.1f} | {seconds / wall:5.1%} |")
+    insight = dict(rows)["insight"]
+    print(f"\nThe insight views: {insight:.1f} s, {insight / (wall - insight):.1%} of the time outside them "
+          "(the views' budget: 5 %)\n")
+    print(f"| {'view':28s} | seconds | share of the time outside insight |")
+    print(f"| {'---':28s} | ---: | ---: |")
+    for view in runs[0].get("insight_seconds_by_view", {}):
+        seconds = median(r["insight_seconds_by_view"].get(view, 0.0) for r in runs)
+        print(f"| {view:28s} | {seconds:7.1f} | {seconds / (wall - insight):5.1%} |")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(
         {"overrides": args.overrides, "runs": runs, "median_seconds": dict(rows)}, indent=2))

@@ -16,7 +16,8 @@ LAYERS = ["01_stem", "02_stage1.block1.conv1", "03_stage1.block1.conv2", "04_sta
 SMALL_RUN = [*TINY_SHAPES, f"model.depth={DEPTH}", f"trainer.max_epochs={EPOCHS}", "data.batch_size=100",
              "trainer.num_sanity_val_steps=0"]
 SMALL_INSIGHT = ["insight.weights.every_n_steps=4", "insight.top_patches.sample_size=150",
-                 "insight.probes.sample_size=150",
+                 "insight.probes.sample_size=150", "insight.layer_story.sample_size=150",
+                 "insight.layer_story.feature_vis_steps=4",
                  # insight=full's feature visualisation too, so that the comparison with insight=off covers it
                  "+insight.feature_vis={_target_:layerscope.insight.FeatureVisualisation,steps:4,sample_size:150}"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,7 +12,13 @@ from torch import nn
 
 from layerscope.errors import UserError
 from layerscope.insight.capture import trace_anatomy
-from layerscope.insight.feature_vis import FeatureVisualisation, readable_layers, visualise, warp
+from layerscope.insight.feature_vis import (
+    FeatureVisualisation,
+    feature_images,
+    readable_layers,
+    visualise,
+    warp,
+)
 from layerscope.models.resnet import cifar_resnet
 from layerscope.models.shallow import ShallowCNN
 from tests.insight.conftest import EPOCHS
@@ -125,3 +132,16 @@ def test_a_run_logs_each_readable_layer_at_step_zero_and_every_epoch(runs: dict[
         assert [p.step for p in pictures] == list(range(EPOCHS + 1))
         # 4 channels, each its 64-pixel image (32 px zoomed twice) and 6 top patches at the same size.
         assert {(p.height, p.width) for p in pictures} == {(2 + 4 * 66, 2 + 7 * 66)}
+
+
+def test_an_image_size_the_model_cannot_take_is_refused_in_one_line(data_dir: Path) -> None:
+    from tests.data.test_datamodule import make
+    from tests.insight.test_dissection import _Classifier, _Linear
+
+    data = make(data_dir)
+    data.setup()
+    trainer, module = SimpleNamespace(datamodule=data), _Classifier(_Linear())  # fc over 32 x 32 pixels
+    assert feature_images(trainer, module, [(0, 1)], steps=2).shape == (1, 3, 32, 32)
+    with pytest.raises(UserError, match=r"image_size=48: this model does not run on 48 x 48 images") as error:
+        feature_images(trainer, module, [(0, 1)], steps=2, image_size=48)
+    assert "\n" not in str(error.value) and "image_size=null" in str(error.value)

@@ -36,6 +36,7 @@ class CompareWithFreshPass(L.Callback):
 def test_recorded_sample_matches_a_fresh_pass(tmp_path: Path, data_dir: Path) -> None:
     _train(tmp_path, data_dir, "trainer.max_epochs=1", "data.eval_batch_size=64",
            "insight.top_patches.sample_size=150", "insight.probes.sample_size=150",
+           "insight.layer_story.sample_size=150",
            "+callbacks.compare._target_=tests.insight.test_sample.CompareWithFreshPass")
     assert len(CompareWithFreshPass.seen) == 1
     recorded, fresh = CompareWithFreshPass.seen[0]

@@ -12,6 +12,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from layerscope.insight.feature_maps import FeatureMaps
 from layerscope.insight.filters import LayerFilters
 from layerscope.training.timing import PHASES, PhaseTimer, breakdown_line
 
@@ -67,6 +68,20 @@ def test_time_goes_to_the_innermost_action_and_the_running_loop(tmp_path) -> Non
     assert sum(seconds.values()) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="unknown phase"):
         timer.add("lunch", 1.0)
+
+
+def test_insight_time_is_also_charged_to_each_view() -> None:
+    timer = PhaseTimer(clock=HandClock())
+    filters, maps = LayerFilters(), FeatureMaps()
+    timer.setup(SimpleNamespace(callbacks=[filters, maps, timer]), None, "fit")
+    spend_in(timer, f"[Callback]{filters.state_key}.on_train_start", 0.25)
+    spend_in(timer, f"[Callback]{maps.state_key}.on_train_start", 0.5)
+    timer.on_validation_start(None, None)
+    spend_in(timer, f"[Callback]{filters.state_key}.on_validation_epoch_end", 0.5)
+    spend_in(timer, f"[Callback]{timer.state_key}.on_validation_epoch_end", 0.125)  # not a view
+    timer.on_validation_end(None, None)
+    assert timer.view_seconds() == {"LayerFilters": 0.75, "FeatureMaps": 0.5}  # the costliest first
+    assert sum(timer.view_seconds().values()) == timer.seconds(total=2.0)["insight"]
 
 
 def test_a_phase_is_charged_only_what_the_actions_inside_it_did_not_take() -> None:

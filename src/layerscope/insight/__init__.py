@@ -11,6 +11,7 @@ from layerscope.insight.feature_maps import FeatureMaps
 from layerscope.insight.feature_vis import FeatureVisualisation
 from layerscope.insight.filters import LayerFilters
 from layerscope.insight.guide import Guide
+from layerscope.insight.layer_story import LayerStory
 from layerscope.insight.mistakes import Mistakes
 from layerscope.insight.probes import LayerProbes
 from layerscope.insight.projector import Projector
@@ -18,6 +19,6 @@ from layerscope.insight.top_patches import TopPatches
 from layerscope.insight.weights import WeightsAndGradients
 
 __all__ = [
-    "Dissection", "FeatureMaps", "FeatureVisualisation", "Guide", "LayerFilters", "LayerProbes", "Mistakes",
-    "Projector", "TopPatches", "WeightsAndGradients",
+    "Dissection", "FeatureMaps", "FeatureVisualisation", "Guide", "LayerFilters", "LayerProbes", "LayerStory",
+    "Mistakes", "Projector", "TopPatches", "WeightsAndGradients",
 ]

@@ -37,6 +37,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
@@ -220,22 +221,80 @@ def _passes(
 
 # --- the view ------------------------------------------------------------------------------------
 @dataclass
-class _Detector:
+class Detector:
     concept: int
     layer: LayerDissection
     unit: int
     iou: float
 
 
-def best_detectors(layers: list[LayerDissection], concept_count: int) -> list[_Detector]:
+@dataclass
+class DissectionResult:
+    """One dissection of the model: when, on which images, and each convolutional layer's units."""
+
+    step: int
+    layers: list[LayerDissection]
+    shares: list[dict[str, float]]  # per layer: the share of edge, part and object detectors
+    concepts: ConceptMasks  # the concepts' names, kinds and masks
+    images: torch.Tensor  # uint8 (N, C, H, W): the images the units were scored on
+
+    @property
+    def tags(self) -> list[str]:
+        return [layer_tag(layer.index, layer.name) for layer in self.layers]
+
+    def layer(self, index: int) -> LayerDissection | None:
+        """The dissection of layer ``index`` of the layer list, None where it has no map."""
+        return next((layer for layer in self.layers if layer.index == index), None)
+
+
+def best_unit(layer: LayerDissection) -> Detector:
+    """The unit of ``layer`` whose IoU with some concept is the highest, labelled or not."""
+    flat = int(layer.iou.argmax())
+    unit, concept = divmod(flat, layer.iou.shape[1])
+    return Detector(concept, layer, unit, float(layer.iou[unit, concept]))
+
+
+def best_detectors(layers: list[LayerDissection], concept_count: int) -> list[Detector]:
     """For each concept that some unit detects, the unit (of any layer) that detects it best."""
-    best: dict[int, _Detector] = {}
+    best: dict[int, Detector] = {}
     for layer in layers:
         for unit, concept in enumerate(layer.labels.tolist()):
             iou = float(layer.iou[unit, concept]) if concept != NONE else 0.0
             if concept != NONE and (concept not in best or iou > best[concept].iou):
-                best[concept] = _Detector(concept, layer, unit, iou)
+                best[concept] = Detector(concept, layer, unit, iou)
     return [best[c] for c in range(concept_count) if c in best]
+
+
+def detector_pictures(
+    trainer: L.Trainer, pl_module: L.LightningModule, images: torch.Tensor, detectors: list[Detector],
+    count: int,
+) -> list[torch.Tensor]:
+    """For each detector, the ``count`` images that excite its unit most, dimmed where it is off.
+
+    One inspection pass over all the images shown: (count, 3, 2 * size, 2 * size) per detector.
+    """
+    count = min(count, len(images))
+    shown = torch.cat([d.layer.peak[:, d.unit].topk(count).indices for d in detectors])
+    outputs: dict[int, torch.Tensor] = {}
+    wanted = {d.layer.index for d in detectors}
+
+    def keep(index: int, output: torch.Tensor) -> None:
+        if index in wanted:
+            outputs[index] = output.float().cpu()
+
+    model = inspected_model(pl_module)
+    with inspection_mode(model), layer_hooks(named_layers(model), keep):
+        pl_module(model_input(trainer, pl_module, images[shown]))
+    size = images.shape[-1]
+    pictures = render.display_images(images[shown])
+    rows = []
+    for row, detector in enumerate(detectors):
+        span = slice(row * count, (row + 1) * count)
+        unit = slice(detector.unit, detector.unit + 1)
+        maps = outputs[detector.layer.index][span, unit]
+        on = active(maps, detector.layer.threshold[unit], detector.layer.floor[unit], size).float()
+        rows.append(render.resize(pictures[span] * (0.25 + 0.75 * on), 2 * size))
+    return rows
 
 
 class Dissection(EpochView):
@@ -246,7 +305,7 @@ class Dissection(EpochView):
     """
 
     def __init__(
-        self, every_n_epochs: int = 1, sample_size: int = 500, quantile: float = 0.02,
+        self, every_n_epochs: int = 1, sample_size: int = 300, quantile: float = 0.02,
         iou_threshold: float = 0.04, images_per_detector: int = 6, batch_size: int = 250,
     ) -> None:
         super().__init__(every_n_epochs)
@@ -259,25 +318,24 @@ class Dissection(EpochView):
             weakref.WeakKeyDictionary()
         )
         self._said: set[str] = set()
-        # (step, layer tags, shares per layer) of the first and the latest dissection, for findings().
-        self._first: tuple[int, list[str], list[dict[str, float]]] | None = None
-        self._latest: tuple[int, list[str], list[dict[str, float]]] | None = None
-        self._images = 0  # images the latest dissection scored
+        # The first and the latest dissection, for findings() and the layer story.
+        self.first: DissectionResult | None = None
+        self.latest: DissectionResult | None = None
 
     def findings(self) -> list[str]:
         """Where each detector type peaked at the latest dissection, against the first one."""
-        if self._latest is None or self._first is None:
+        if self.latest is None or self.first is None:
             return []
-        method = (f"Network Dissection of every convolutional unit on {self._images} validation images "
-                  f"(top {self.quantile:.1%} of activations, IoU >= {self.iou_threshold})")
+        method = (f"Network Dissection of every convolutional unit on {len(self.latest.images)} validation "
+                  f"images (top {self.quantile:.1%} of activations, IoU >= {self.iou_threshold})")
         lines = []
-        for label, (step, names, shares) in (("at the end", self._latest), ("before training", self._first)):
+        for label, result in (("at the end", self.latest), ("before training", self.first)):
             peaks = []
             for kind in DETECTOR_TYPES:
-                layer, value = peak([s[kind] for s in shares], names)
+                layer, value = peak([s[kind] for s in result.shares], result.tags)
                 peaks.append(f"{kind} detectors {value:.0%} of the units of `{layer}`" if value > 0
                              else f"no {kind} detectors")
-            lines.append(f"{method}, {label} (step {step}): the most were " + "; ".join(peaks) + ".")
+            lines.append(f"{method}, {label} (step {result.step}): the most were " + "; ".join(peaks) + ".")
         return lines
 
     def _say_once(self, message: str) -> None:
@@ -312,69 +370,49 @@ class Dissection(EpochView):
             self._say_once("dissection: the model has no convolutional layers, so it logs nothing")
             return
         shares = [detector_shares(layer.labels, concepts.kinds) for layer in layers]
-        self._latest = (step, [layer_tag(layer.index, layer.name) for layer in layers], shares)
-        self._first = self._first or self._latest
-        self._images = len(images)
-        for layer, share in zip(layers, shares, strict=True):
+        self.latest = DissectionResult(step, layers, shares, concepts, images)
+        self.first = self.first or self.latest
+        for tag, share in zip(self.latest.tags, shares, strict=True):
             for kind in DETECTOR_TYPES:
-                tag = f"dissection/{kind}/{layer_tag(layer.index, layer.name)}"
-                writer.add_scalar(tag, share[kind], step)
-        writer.add_figure("dissection/detectors_by_depth", self._chart(layers, shares, step), step)
+                writer.add_scalar(f"dissection/{kind}/{tag}", share[kind], step)
+        figure, axes = render.new_figure(max(6.0, 0.4 * len(layers)), 4.2)
+        self.chart(axes, self.latest)
+        figure.tight_layout()
+        writer.add_figure("dissection/detectors_by_depth", figure, step)
         detectors = best_detectors(layers, len(concepts.names))
         if detectors:
-            figure = self._rows(trainer, pl_module, model, images, concepts.names, detectors, step)
+            figure = self._rows(trainer, pl_module, images, concepts.names, detectors, step)
             writer.add_figure("dissection/best_detectors", figure, step)
         table = self._table(layers, concepts.names, concepts.kinds, len(images))
         writer.add_text("dissection/detectors", table, step)
 
-    def _chart(self, layers: list[LayerDissection], shares: list[dict[str, float]], step: int) -> Figure:
-        names = [layer_tag(layer.index, layer.name) for layer in layers]
-        depth = range(len(names))
-        figure, axes = render.new_figure(max(6.0, 0.4 * len(names)), 4.2)
-        bottom = [0.0] * len(names)
+    def chart(
+        self, axes: Axes, result: DissectionResult, fontsize: float = 7, title: str | None = None
+    ) -> None:
+        """The share of each detector type per layer, stacked, input side on the left."""
+        depth = range(len(result.layers))
+        bottom = [0.0] * len(result.layers)
         for kind, colour in zip(DETECTOR_TYPES, ("C0", "C1", "C2"), strict=True):
-            values = [share[kind] for share in shares]
+            values = [share[kind] for share in result.shares]
             axes.bar(depth, values, bottom=bottom, color=colour, label=f"{kind} detectors")
             bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-        axes.set_xticks(list(depth), names, rotation=70, fontsize=7)
-        axes.set_xlabel("convolutional layer (input side -> output side)")
-        axes.set_ylabel("share of the layer's units")
+        axes.set_xticks(list(depth), result.tags, rotation=70, fontsize=fontsize)
+        axes.set_xlabel("convolutional layer (input side -> output side)", fontsize=fontsize + 1)
+        axes.set_ylabel("share of the layer's units", fontsize=fontsize + 1)
         axes.set_ylim(0, 1)
-        axes.set_title(
-            f"Network dissection, epoch {step}: units whose top {self.quantile:g} of activations "
-            f"overlap a concept with IoU >= {self.iou_threshold:g}", fontsize=9,
-        )
-        axes.legend(loc="upper left", fontsize=7)
-        figure.tight_layout()
-        return figure
+        axes.set_title(title or (
+            f"Network dissection, epoch {result.step}: units whose top {self.quantile:g} of activations "
+            f"overlap a concept with IoU >= {self.iou_threshold:g}"
+        ), fontsize=fontsize + 2)
+        axes.legend(loc="upper left", fontsize=fontsize)
 
     def _rows(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, model: nn.Module, images: torch.Tensor,
-        names: list[str], detectors: list[_Detector], step: int,
+        self, trainer: L.Trainer, pl_module: L.LightningModule, images: torch.Tensor, names: list[str],
+        detectors: list[Detector], step: int,
     ) -> Figure:
         """A row per concept: its best unit's on-region over the images that excite the unit most."""
-        count = min(self.images_per_detector, len(images))
-        chosen = [d.layer.peak[:, d.unit].topk(count).indices for d in detectors]
-        shown = torch.cat(chosen)
-        outputs: dict[int, torch.Tensor] = {}
-        wanted = {d.layer.index for d in detectors}
-
-        def keep(index: int, output: torch.Tensor) -> None:
-            if index in wanted:
-                outputs[index] = output.float().cpu()
-
-        layers = named_layers(model)
-        with inspection_mode(model), layer_hooks(layers, keep):
-            pl_module(model_input(trainer, pl_module, images[shown]))
+        rows = detector_pictures(trainer, pl_module, images, detectors, self.images_per_detector)
         size = images.shape[-1]
-        pictures = render.display_images(images[shown])
-        rows = []
-        for row, detector in enumerate(detectors):
-            span = slice(row * count, (row + 1) * count)
-            maps = outputs[detector.layer.index][span, detector.unit : detector.unit + 1]
-            unit = slice(detector.unit, detector.unit + 1)
-            on = active(maps, detector.layer.threshold[unit], detector.layer.floor[unit], size).float()
-            rows.append(render.resize(pictures[span] * (0.25 + 0.75 * on), 2 * size))
         picture = render.grid(rows)
         tile = 2 * size + 2
         # At 100 dpi one picture pixel is one figure pixel; the captions get a fixed margin on the left.

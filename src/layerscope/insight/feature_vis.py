@@ -178,6 +178,39 @@ def readable_layers(anatomy: list[LayerAnatomy]) -> list[int]:
     return sorted({maps[0], *middles, maps[-1]}) if middles else maps
 
 
+def feature_images(
+    trainer: L.Trainer, pl_module: L.LightningModule, targets: list[Target], steps: int,
+    learning_rate: float = 0.05, seed: int = 0, image_size: int | None = None,
+) -> torch.Tensor:
+    """(len(targets), C, H, W) images in [0, 1], each optimised to excite its (layer, channel).
+
+    The images have the data's size, or ``image_size`` square where the model takes that size too
+    (a model ending in a fully connected layer takes only its own); they start from the noise of
+    generator ``seed``, the same at every call.
+    """
+    stored = insight_data(trainer).val.images
+    size = (image_size or stored.shape[-2], image_size or stored.shape[-1])
+    model = inspected_model(pl_module)
+
+    def forward(images: torch.Tensor) -> object:
+        # preprocess takes the stored 0-255 scale; a float image in it is the same image, differentiable
+        return pl_module(model_input(trainer, pl_module, 255 * images))
+
+    if size != tuple(stored.shape[-2:]):
+        try:
+            with inspection_mode(model), torch.no_grad():
+                forward(torch.zeros(1, stored.shape[1], *size))
+        except RuntimeError as error:
+            raise UserError(
+                f"insight.feature_vis.image_size={image_size}: this model does not run on {size[0]} x "
+                f"{size[1]} images ({str(error).splitlines()[0]}); set image_size=null for the data's size"
+            ) from None
+    return visualise(
+        forward, model, targets, (stored.shape[1], *size), steps, learning_rate,
+        torch.Generator().manual_seed(seed),
+    )
+
+
 class FeatureVisualisation(SampleView):
     """``feature_vis/NN_<layer>``: a row per channel, its optimised image and then its top patches.
 
@@ -218,14 +251,10 @@ class FeatureVisualisation(SampleView):
             if index not in self._chosen:
                 self._chosen[index] = selective_channels(sample.stats[index], self.channels)
         targets = [(index, int(channel)) for index in shown for channel in self._chosen[index]]
-        stored = insight_data(trainer).val.images
-        size = (self.image_size or stored.shape[-2], self.image_size or stored.shape[-1])
-        pictures = visualise(
-            # preprocess takes the stored 0-255 scale; a float image in it is the same image, differentiable
-            lambda images: pl_module(model_input(trainer, pl_module, 255 * images)),
-            inspected_model(pl_module), targets, (stored.shape[1], *size), self.steps, self.learning_rate,
-            torch.Generator().manual_seed(self.seed),
+        pictures = feature_images(
+            trainer, pl_module, targets, self.steps, self.learning_rate, self.seed, self.image_size,
         )
+        size = tuple(pictures.shape[-2:])
         rows = iter(render.as_rgb(pictures.float().cpu()))
         examples = render.display_images(sample.images)
         tile = max(size) * self.zoom

@@ -102,6 +102,10 @@ and predicted class. Colour by class and project with PCA, t-SNE or UMAP to see 
 layer has pulled the classes apart. **IMAGES > feature_vis** (insight=full): for the channels
 shown in top_patches, an input optimised from noise to excite the channel most (Olah et al.,
 Distill 2017), beside its top patches.
+**IMAGES > layer_story** (also `layer_story.png` in the run folder), at the end of training: layer
+1, the middle layer of each stage and the last convolution, before training and at the end, on
+one page: each layer's most selective channels (optimised image and top patches), its best unit
+by dissection with its IoU, and the dissection and probe charts of both moments.
 """,
     "09_mistakes": """
 **IMAGES > mistakes and PR CURVES: where the network is wrong.** The confusion matrix counts, for

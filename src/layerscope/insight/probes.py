@@ -21,6 +21,7 @@ What is measured, per layer and logged epoch, on the validation sample:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import lightning as L
 import torch
@@ -102,6 +103,17 @@ def part_names(data: InsightData, count: int) -> list[str]:
     return names if len(names) == count else [f"part{k + 1}" for k in range(count)]
 
 
+@dataclass
+class ProbeResult:
+    """One probing of every layer: when, the layers, and each probe's held-out score per layer."""
+
+    step: int
+    tags: list[str]  # NN_layer, input side first
+    receptive_fields: list[int]  # pixels, per layer
+    curves: dict[str, list[float]]  # "class", and with part labels "parts" and "parts/<part>"
+    classes: int  # how many classes (chance for the class probe is 1 / classes)
+
+
 class LayerProbes(SampleView):
     """``probe/class/NN_<layer>`` per layer (on data with part labels also ``probe/parts/NN_<layer>``
     and ``probe/parts/<part>/NN_<layer>``), the charts ``probe/accuracy_vs_depth`` and (with part
@@ -110,14 +122,15 @@ class LayerProbes(SampleView):
     def __init__(self, every_n_epochs: int = 1, sample_size: int = 2000) -> None:
         super().__init__(every_n_epochs, sample_size)
         self._fields_logged = False
-        # (step, layer tags, score curves by kind) of the latest probing, for findings().
-        self._latest: tuple[int, list[str], dict[str, list[float]]] | None = None
+        # The first and the latest probing, for findings() and the layer story.
+        self.first: ProbeResult | None = None
+        self.latest: ProbeResult | None = None
 
     def findings(self) -> list[str]:
         """Where the class and part probes reached their best at the latest probing."""
-        if self._latest is None:
+        if self.latest is None:
             return []
-        step, names, curves = self._latest
+        step, names, curves = self.latest.step, self.latest.tags, self.latest.curves
         layer, value = first_reaching(curves["class"], names, 0.95)
         best_layer, best = peak(curves["class"], names)
         lines = [f"Linear probes on each layer's pooled output (step {step}): the class probe first "
@@ -149,31 +162,38 @@ class LayerProbes(SampleView):
             for kind, value in scores.items():
                 writer.add_scalar(f"probe/{kind}/{layer_tag(index, anatomy.name)}", value, step)
                 curves.setdefault(kind, []).append(value)
-        self._latest = (step, [layer_tag(i, a.name) for i, a in enumerate(layers)], curves)
-        writer.add_figure("probe/accuracy_vs_depth", self._chart(curves, trainer, step), step)
+        self.latest = ProbeResult(
+            step, [layer_tag(i, a.name) for i, a in enumerate(layers)], [a.receptive_field for a in layers],
+            curves, len(insight_data(trainer).classes),
+        )
+        self.first = self.first or self.latest
+        figure, axes = render.new_figure(max(6.0, 0.35 * len(layers)), 4.2)
+        self.chart(axes, self.latest)
+        figure.tight_layout()
+        writer.add_figure("probe/accuracy_vs_depth", figure, step)
         if parts:
             per_part = {name: curves[f"parts/{name}"] for name in parts}
             writer.add_figure("probe/parts_vs_depth", self._parts_chart(per_part, step), step)
 
-    def _chart(self, curves: dict[str, list[float]], trainer: L.Trainer, step: int) -> Figure:
-        names = [a.name for a in self._anatomy or []]
+    @staticmethod
+    def chart(axes: Axes, result: ProbeResult, fontsize: float = 7, title: str | None = None) -> None:
+        """The class probe (and the average part probe) per layer, with chance and the receptive field."""
+        names = [tag.split("_", 1)[1] for tag in result.tags]
         depth = range(1, len(names) + 1)
-        figure, axes = render.new_figure(max(6.0, 0.35 * len(names)), 4.2)
-        classes = len(insight_data(trainer).classes)
-        axes.plot(depth, curves["class"], "o-", label="object class (accuracy)")
-        axes.axhline(1 / classes, color="C0", linestyle=":", label="class: chance")
-        if "parts" in curves:
-            axes.plot(depth, curves["parts"], "s-", label="parts present (balanced accuracy)")
+        axes.plot(depth, result.curves["class"], "o-", label="object class (accuracy)")
+        axes.axhline(1 / result.classes, color="C0", linestyle=":", label="class: chance")
+        if "parts" in result.curves:
+            axes.plot(depth, result.curves["parts"], "s-", label="parts present (balanced accuracy)")
             axes.axhline(0.5, color="C1", linestyle=":", label="parts: chance")
-        self._depth_axis(axes, names)
-        axes.set_ylabel("held-out probe accuracy")
-        axes.set_title(f"What a linear probe can read off each layer (epoch {step})")
+        LayerProbes._depth_axis(axes, names, fontsize)
+        axes.set_ylabel("held-out probe accuracy", fontsize=fontsize + 1)
+        title = title or f"What a linear probe can read off each layer (epoch {result.step})"
+        axes.set_title(title, fontsize=fontsize + 3)
         secondary = axes.twinx()
-        secondary.plot(depth, [a.receptive_field for a in self._anatomy], color="grey", alpha=0.4)
-        secondary.set_ylabel("receptive field (pixels, grey line)")
-        axes.legend(loc="lower right", fontsize=7)
-        figure.tight_layout()
-        return figure
+        secondary.plot(depth, result.receptive_fields, color="grey", alpha=0.4)
+        secondary.set_ylabel("receptive field (pixels, grey line)", fontsize=fontsize + 1)
+        secondary.tick_params(labelsize=fontsize)
+        axes.legend(loc="lower right", fontsize=fontsize)
 
     def _parts_chart(self, curves: dict[str, list[float]], step: int) -> Figure:
         """One line per part: at which depth a probe can tell whether the image holds that part."""
@@ -192,7 +212,7 @@ class LayerProbes(SampleView):
         return figure
 
     @staticmethod
-    def _depth_axis(axes: Axes, names: list[str]) -> None:
-        axes.set_xticks(list(range(1, len(names) + 1)), names, rotation=70, fontsize=7)
-        axes.set_xlabel("layer (input side -> output side)")
+    def _depth_axis(axes: Axes, names: list[str], fontsize: float = 7) -> None:
+        axes.set_xticks(list(range(1, len(names) + 1)), names, rotation=70, fontsize=fontsize)
+        axes.set_xlabel("layer (input side -> output side)", fontsize=fontsize + 1)
         axes.set_ylim(0, 1.02)

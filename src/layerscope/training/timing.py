@@ -80,6 +80,7 @@ class PhaseTimer(L.Callback):
         self._since = self.clock()
         self._loop = "fit"  # fit | validation | test: whose time it is
         self._callback_phases: dict[str, str] = {}
+        self._views: dict[str, float] = defaultdict(float)  # insight seconds per view (callback class)
 
     # Lightning's actions, through the profiler ---------------------------------------------
     def _open(self, action: str) -> None:
@@ -97,7 +98,11 @@ class PhaseTimer(L.Callback):
     def _charge(self) -> None:
         now = self.clock()
         if self._stack:  # time outside every action is charged by phase() or ends up in "other"
-            self._totals[self._phase(self._stack[-1])] += now - self._since
+            action = self._stack[-1]
+            phase = self._phase(action)
+            self._totals[phase] += now - self._since
+            if phase == "insight":  # and to the view, so a run says what each view cost
+                self._views[action[len("[Callback]"):].rsplit(".", 1)[0].split("{")[0]] += now - self._since
         self._since = now
 
     def _phase(self, action: str) -> str:
@@ -146,6 +151,11 @@ class PhaseTimer(L.Callback):
             self._charge()
             inside = sum(self._totals.values()) - charged
             self.add(name, max(0.0, self.clock() - started - inside))
+
+    def view_seconds(self) -> dict[str, float]:
+        """Seconds each insight view took (their sum is the "insight" phase), the costliest first."""
+        ranked = sorted(self._views.items(), key=lambda item: -item[1])
+        return {view: round(seconds, 2) for view, seconds in ranked}
 
     def seconds(self, total: float) -> dict[str, float]:
         """Seconds per phase, every phase in order; "other" also gets what ``total`` leaves over."""

@@ -1,19 +1,22 @@
-"""The detector shares a run's dissection view measured, by layer and by stage, first and last step.
+"""What a run measured of the layer story: detector shares and probe accuracies, first and last step.
 
-    python benchmarks/dissection_shares.py outputs/DATE/TIME
+    python benchmarks/layer_story_numbers.py outputs/DATE/TIME [--charts docs]
 
 Reads the scalars ``dissection/<edge|part|object>/NN_layer`` from the run's TensorBoard event
 files and prints, for step 0 (the untrained network) and the last logged step, the share of each
 layer's units labelled edge, part and object detectors, then the mean share over the layers of
 each stage (ResNet layer names: ``stem`` counts with stage 1, ``fc`` has no units to dissect).
-With ``--charts DIR`` it also saves the run's ``dissection/detectors_by_depth`` chart of those two
-steps as ``DIR/dissection_step_<N>.png``.
+Then, from ``probe/class/NN_layer``, ``probe/parts/NN_layer`` and ``receptive_field/NN_layer``,
+each layer's probe accuracies at both steps. With ``--charts DIR`` it also saves the run's
+``dissection/detectors_by_depth`` chart of those two steps as ``DIR/dissection_step_<N>.png``
+and its ``layer_story.png`` as ``DIR/layer_story.png``.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import shutil
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,23 +24,50 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 TYPES = ("edge", "part", "object")
 TAG = re.compile(r"^dissection/(edge|part|object)/(\d+)_(.+)$")
+PROBE = re.compile(r"^probe/(class|parts)/(\d+)_(.+)$")  # the mean over parts, not probe/parts/<part>/
+FIELD = re.compile(r"^(receptive_field)/(\d+)_(.+)$")
 
 
-def read_shares(run_dir: Path) -> dict[int, dict[str, dict[str, float]]]:
-    """step -> layer tag -> type -> share, from every event file under ``run_dir``."""
-    shares: dict[int, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+def read_layer_scalars(run_dir: Path, pattern: re.Pattern[str]) -> dict[int, dict[str, dict[str, float]]]:
+    """step -> layer tag -> kind -> value for the scalars ``pattern`` matches (groups: kind, NN, name)."""
+    values: dict[int, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
     for events in sorted(run_dir.rglob("events.out.tfevents.*")):
         accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
         accumulator.Reload()
         for tag in accumulator.Tags()["scalars"]:
-            match = TAG.match(tag)
+            match = pattern.match(tag)
             if match:
                 kind, number, name = match.groups()
                 for event in accumulator.Scalars(tag):
-                    shares[event.step][f"{number}_{name}"][kind] = event.value
+                    values[event.step][f"{number}_{name}"][kind] = event.value
+    return values
+
+
+def read_shares(run_dir: Path) -> dict[int, dict[str, dict[str, float]]]:
+    """step -> layer tag -> type -> share, from every event file under ``run_dir``."""
+    shares = read_layer_scalars(run_dir, TAG)
     if not shares:
         raise SystemExit(f"no dissection scalars under {run_dir}: was it trained on shapes with insight on?")
     return shares
+
+
+def print_probes(run_dir: Path) -> None:
+    """Each layer's receptive field and its class and part probe accuracies, first and last step."""
+    probes = read_layer_scalars(run_dir, PROBE)
+    fields = read_layer_scalars(run_dir, FIELD)
+    if not probes:
+        return
+    first, last = min(probes), max(probes)
+    field = next(iter(fields.values()), {})
+    print(f"\nprobe accuracy (held out) at step {first} and step {last}")
+    print(f"| layer | receptive field (px) | class, step {first} | class, step {last} "
+          f"| parts, step {first} | parts, step {last} |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for layer in sorted(probes[last]):
+        cells = [f"{probes[step][layer].get(kind, float('nan')):.1%}"
+                 for kind in ("class", "parts") for step in (first, last)]
+        print(f"| `{layer}` | {field.get(layer, {}).get('receptive_field', float('nan')):.0f} | "
+              + " | ".join(cells) + " |")
 
 
 def save_charts(run_dir: Path, steps: list[int], folder: Path) -> None:
@@ -84,8 +114,12 @@ def main() -> None:
     steps = sorted(shares)
     for step in dict.fromkeys([steps[0], steps[-1]]):
         print_step(step, shares[step])
+    print_probes(args.run_dir)
     if args.charts:
         save_charts(args.run_dir, [steps[0], steps[-1]], args.charts)
+        story = args.run_dir / "layer_story.png"
+        if story.exists():
+            shutil.copyfile(story, args.charts / "layer_story.png")
 
 
 if __name__ == "__main__":

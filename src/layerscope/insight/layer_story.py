@@ -1,0 +1,282 @@
+"""One page per run for the layer story: a few layers, before training and after it, side by side.
+
+``layer_story.png`` in the run folder (and ``layer_story`` in TensorBoard's IMAGES) shows layer 1,
+the middle layer of each stage and the last convolution (:func:`story_layers`), at step 0 and at
+the end of training. For each layer and moment:
+
+- its most selective channels (chosen at step 0, as ``top_patches`` chooses them): the image
+  optimised to excite each (feature visualisation, as ``feature_vis``), then the validation
+  patches that excite it most (as ``top_patches``);
+- its best unit by Network Dissection (as ``dissection``): the unit with the highest IoU with any
+  concept, bright where it is on over the images that excite it most, with that IoU and the
+  layer's shares of edge, part and object detectors;
+
+and under them the dissection and probe charts of both moments. Every panel is a measurement made
+as in the view it comes from, and the captions say which; the page adds none of its own.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import lightning as L
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.gridspec import SubplotSpec
+from PIL import Image
+from torch.utils.tensorboard import SummaryWriter
+
+from layerscope.files import write_atomically
+from layerscope.insight import render
+from layerscope.insight.capture import LayerAnatomy, layer_tag
+from layerscope.insight.dissection import Dissection, DissectionResult, best_unit, detector_pictures
+from layerscope.insight.feature_vis import feature_images, readable_layers
+from layerscope.insight.inputs import inspected_model
+from layerscope.insight.probes import LayerProbes, ProbeResult
+from layerscope.insight.sample import SampleView
+from layerscope.insight.top_patches import channel_patches, selective_channels, top_images
+
+log = logging.getLogger(__name__)
+
+DPI = 100  # one picture pixel is one pixel of the page
+V = TypeVar("V")
+
+
+def story_layers(anatomy: list[LayerAnatomy], most: int = 6) -> list[int]:
+    """The layers the page shows (indices): :func:`readable_layers`, thinned to ``most`` evenly spread
+    ones (the first and the last kept) where a model without stages has more."""
+    shown = readable_layers(anatomy)
+    if len(shown) <= most:
+        return shown
+    picks = np.linspace(0, len(shown) - 1, most).round().astype(int)
+    return [shown[i] for i in sorted(set(picks.tolist()))]
+
+
+@dataclass
+class Moment:
+    """What the page shows of one moment of training."""
+
+    step: int
+    channels: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> (3, H, W) rows of tiles
+    detectors: dict[int, tuple[torch.Tensor, str]] = field(default_factory=dict)  # layer -> picture, caption
+    dissection: DissectionResult | None = None
+    probes: ProbeResult | None = None
+
+
+class LayerStory(SampleView):
+    """``layer_story.png`` (run folder) and ``layer_story`` (IMAGES): the layer story of this run on one page.
+
+    It draws at step 0 and after the last epoch (or, where training stops early, at its end), and it
+    takes the dissection and probe results of those moments from the ``dissection`` and ``probes``
+    views, so it comes after them in ``conf/insight``.
+    """
+
+    def __init__(
+        self, channels: int = 2, patches: int = 4, feature_vis_steps: int = 64, detector_images: int = 3,
+        sample_size: int = 2000, max_layers: int = 6, seed: int = 0, file: str = "layer_story.png",
+    ) -> None:
+        super().__init__(every_n_epochs=1, sample_size=sample_size)
+        self.channels, self.patches, self.feature_vis_steps = channels, patches, feature_vis_steps
+        self.detector_images, self.max_layers, self.seed, self.file = detector_images, max_layers, seed, file
+        self._chosen: dict[int, torch.Tensor] = {}
+        self._moments: dict[str, Moment] = {}
+
+    # --- when -----------------------------------------------------------------------------------
+    def _due(self, trainer: L.Trainer) -> int | None:
+        step = super()._due(trainer)
+        last = trainer.max_epochs is not None and 0 < trainer.max_epochs <= trainer.current_epoch + 1
+        return step if last else None
+
+    def draw(
+        self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
+    ) -> None:
+        self._moments["start" if step == 0 else "end"] = self._moment(trainer, pl_module, step)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writer = self._writer(trainer)
+        if writer is None:
+            return
+        if "end" not in self._moments:  # stopped before the last epoch: the network as it is now
+            self._moments["end"] = self._moment(trainer, pl_module, trainer.current_epoch)
+        moments = [self._moments[key] for key in ("start", "end") if key in self._moments]
+        picture = self.page(trainer, pl_module, moments)
+        path = Path(trainer.default_root_dir) / self.file
+        buffer = io.BytesIO()
+        Image.fromarray(picture).save(buffer, format="PNG")
+        write_atomically(path, buffer.getvalue())
+        writer.add_image("layer_story", picture, moments[-1].step, dataformats="HWC")
+        log.info("The layer story of this run: %s", path)
+
+    # --- measuring --------------------------------------------------------------------------------
+    def _moment(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> Moment:
+        sample, anatomy = self.sample(trainer, pl_module), self.anatomy(trainer, pl_module)
+        shown = story_layers(anatomy, self.max_layers)
+        for index in shown:
+            if index not in self._chosen:
+                self._chosen[index] = selective_channels(sample.stats[index], self.channels)
+        targets = [(index, int(channel)) for index in shown for channel in self._chosen[index]]
+        pictures = iter(render.as_rgb(
+            feature_images(trainer, pl_module, targets, self.feature_vis_steps, seed=self.seed).float().cpu()
+        ))
+        examples = render.display_images(sample.images)
+        tile = 2 * max(sample.images.shape[-2:])
+        moment = Moment(step)
+        for index in shown:
+            stats, chosen = sample.stats[index], self._chosen[index]
+            rows = []
+            for channel, best in zip(chosen, top_images(stats, chosen, self.patches), strict=True):
+                patches = channel_patches(examples, anatomy[index], stats, int(channel), best)
+                optimised = render.resize(next(pictures)[None], tile)
+                rows.append(torch.cat([optimised, render.resize(patches, tile)]))
+            moment.channels[index] = render.grid(rows)
+        moment.dissection = self._latest(trainer, Dissection, step)
+        moment.probes = self._latest(trainer, LayerProbes, step)
+        if moment.dissection is not None:
+            self._detectors(trainer, pl_module, moment, shown)
+        return moment
+
+    @staticmethod
+    def _latest(trainer: L.Trainer, kind: type[Dissection] | type[LayerProbes], step: int) -> object | None:
+        """What the ``kind`` view measured at ``step``, if it is configured and measured then."""
+        view = _view(trainer, kind)
+        latest = None if view is None else view.latest
+        return latest if latest is not None and latest.step == step else None
+
+    def _detectors(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, moment: Moment, shown: list[int]
+    ) -> None:
+        result = moment.dissection
+        if result is None:
+            return
+        layers = [layer for index in shown if (layer := result.layer(index)) is not None]
+        if not layers:
+            return
+        best = [best_unit(layer) for layer in layers]
+        pictures = detector_pictures(trainer, pl_module, result.images, best, self.detector_images)
+        view = _view(trainer, Dissection)
+        threshold = view.iou_threshold if view is not None else float("nan")
+        for detector, picture in zip(best, pictures, strict=True):
+            shares = result.shares[result.layers.index(detector.layer)]
+            name, kind = result.concepts.names[detector.concept], result.concepts.kinds[detector.concept]
+            verdict = "a detector" if detector.iou >= threshold else f"below {threshold:g}: no detector"
+            caption = (f"best unit {detector.unit}: {name} ({kind}), IoU {detector.iou:.3f} ({verdict})\n"
+                       + " / ".join(f"{k} {v:.0%}" for k, v in shares.items()) + " of its units")
+            moment.detectors[detector.layer.index] = (render.tile_grid(picture, len(picture)), caption)
+
+    # --- drawing --------------------------------------------------------------------------------
+    def page(self, trainer: L.Trainer, pl_module: L.LightningModule, moments: list[Moment]) -> np.ndarray:
+        """The page as an (H, W, 3) uint8 picture."""
+        anatomy = self.anatomy(trainer, pl_module)
+        shown = sorted(moments[-1].channels)
+        with_detectors = any(m.detectors for m in moments)
+        rows: list[tuple[str, Moment]] = [("channels", m) for m in moments]
+        rows += [("detectors", m) for m in moments] if with_detectors else []
+        cell = max(p.shape[-1] for m in moments for p in m.channels.values())
+        column = cell / DPI + 0.3  # inches
+        heights = [self._row_height(kind, moment) for kind, moment in rows] + [4.2]
+        figure = Figure(figsize=(1.0 + column * len(shown), 1.3 + sum(heights)), dpi=DPI)
+        figure.set_layout_engine("constrained")
+        grid = figure.add_gridspec(len(rows) + 1, len(shown), height_ratios=heights)
+        for row, (kind, moment) in enumerate(rows):
+            for col, index in enumerate(shown):
+                axes = figure.add_subplot(grid[row, col])
+                self._cell(axes, kind, moment, index)
+                if row == 0:
+                    tag = layer_tag(index, anatomy[index].name)
+                    axes.set_title(f"{tag}\nreceptive field {anatomy[index].receptive_field} px\n\n"
+                                   + axes.get_title(), fontsize=9)
+                if col == 0:
+                    what = "channels" if kind == "channels" else "best unit"
+                    axes.set_ylabel(f"{what}\n{self._when(moment)}", fontsize=10)
+        self._charts(trainer, figure, grid[len(rows), :], moments)
+        title = self._title(trainer, pl_module, moments)
+        figure.suptitle(title, fontsize=10, x=0.01, horizontalalignment="left")
+        canvas = FigureCanvasAgg(figure)
+        canvas.draw()
+        return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+    @staticmethod
+    def _when(moment: Moment) -> str:
+        return "step 0 (untrained)" if moment.step == 0 else f"epoch {moment.step}"
+
+    @staticmethod
+    def _row_height(kind: str, moment: Moment) -> float:
+        if kind == "channels":
+            pictures = list(moment.channels.values())
+        else:
+            pictures = [picture for picture, _ in moment.detectors.values()]
+        return max((p.shape[-2] for p in pictures), default=40) / DPI + (0.35 if kind == "channels" else 0.5)
+
+    @staticmethod
+    def _cell(axes: Axes, kind: str, moment: Moment, index: int) -> None:
+        axes.set_xticks([])
+        axes.set_yticks([])
+        if kind == "channels":
+            axes.imshow(moment.channels[index].permute(1, 2, 0).numpy(), interpolation="nearest")
+            axes.set_title("optimised image | top patches, per channel", fontsize=8)
+        elif index in moment.detectors:
+            picture, caption = moment.detectors[index]
+            axes.imshow(picture.permute(1, 2, 0).numpy(), interpolation="nearest")
+            axes.set_title(caption, fontsize=8)
+        else:
+            axes.set_title("not dissected at this step", fontsize=8)
+
+    @staticmethod
+    def _charts(
+        trainer: L.Trainer, figure: Figure, place: SubplotSpec, moments: list[Moment],
+    ) -> None:
+        """The dissection charts of both moments, then their probe charts, in one row."""
+        dissection = _view(trainer, Dissection)
+        panels: list[DissectionResult | ProbeResult] = []
+        if dissection is not None:
+            panels += [m.dissection for m in moments if m.dissection is not None]
+        panels += [m.probes for m in moments if m.probes is not None]
+        if not panels:
+            return
+        inner = place.subgridspec(1, len(panels))
+        for col, result in enumerate(panels):
+            axes = figure.add_subplot(inner[0, col])
+            when = "step 0 (untrained)" if result.step == 0 else f"epoch {result.step}"
+            if isinstance(result, DissectionResult) and dissection is not None:
+                dissection.chart(axes, result, fontsize=7, title=f"Detectors per layer, {when}")
+            elif isinstance(result, ProbeResult):
+                LayerProbes.chart(axes, result, fontsize=7, title=f"Linear probes per layer, {when}")
+
+    def _title(self, trainer: L.Trainer, pl_module: L.LightningModule, moments: list[Moment]) -> str:
+        model = inspected_model(pl_module)
+        accuracy = trainer.callback_metrics.get("val/acc")
+        score = f", validation accuracy {float(accuracy):.2%}" if accuracy is not None else ""
+        when = " and ".join(self._when(m) for m in moments)
+        lines = [
+            f"What the layers of {type(model).__name__} ({len(self.anatomy(trainer, pl_module))} layers) "
+            f"showed at {when}{score}",
+            f"Channels: each layer's {self.channels} most selective channels (chosen at the first drawing): "
+            f"the image optimised to excite each ({self.feature_vis_steps} steps from seeded noise), then"
+            f" the {self.patches} validation patches (of {self.sample_size}) where it peaks, each "
+            "its receptive field.",
+        ]
+        dissection = _view(trainer, Dissection)
+        dissected = next((m.dissection for m in reversed(moments) if m.dissection is not None), None)
+        if dissection is not None and dissected is not None:
+            lines.append(
+                f"Best unit: the layer's unit whose on-region (its top {dissection.quantile:g} of "
+                f"activations) overlaps a concept of {len(dissected.images)} validation images best, bright "
+                "where it is on; "
+                f"IoU >= {dissection.iou_threshold:g} makes it a detector (Bau et al. 2017)."
+            )
+        else:
+            lines.append("No dissection in this run: it needs convolutional layers, data with concept masks "
+                         "(shapes) and insight.dissection.")
+        return "\n".join(lines)
+
+
+def _view(trainer: L.Trainer, kind: type[V]) -> V | None:
+    """The configured view of type ``kind``, if there is one."""
+    return next((c for c in trainer.callbacks if isinstance(c, kind)), None)
