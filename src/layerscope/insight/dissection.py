@@ -23,6 +23,11 @@ after two short epochs (72 % accuracy), 0.005 labels 0-12 % of stage-1 units as 
 0.02 labels 44-69 %, 0.05 62-94 % (and edges then spread into stage 2). A calibration on the
 default run's checkpoint found, at 0.02, edge detectors in stage 1, part detectors peaking in
 stage 2 and object detectors dominating stage 3. The IoU threshold stays the paper's 0.04.
+
+The default sample is 300 validation images, dissected before training and after every epoch.
+On a trained ResNet-20 (``benchmarks/dissection_sample_size.py``) the stage means of the three
+shares stayed within 4 points of each other from 250 to 1,000 images, and 300 images take about
+60 % of the time of 500.
 """
 
 from __future__ import annotations
