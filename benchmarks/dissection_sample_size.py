@@ -12,7 +12,6 @@ can be chosen by how much the shares move against how long it takes.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 from layerscope.data.shapes import concepts, render_images_with_maps
 from layerscope.inference.loading import load_classifier
 from layerscope.insight.dissection import DETECTOR_TYPES, detector_shares, dissect
+from layerscope.training.hardware import machine_line
 
 
 def stage_of(name: str) -> str:
@@ -41,7 +41,7 @@ def main() -> None:
     rows = torch.arange(max(args.sizes))
     images, labels, maps = render_images_with_maps(rows, classifier.image_size, 0, "test")
     masks = concepts(maps, labels)
-    print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+    print(f"{machine_line()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}; {args.checkpoint}")
     stages = ("stage 1", "stage 2", "stage 3")
     print("| images | seconds | " + " | ".join(f"{s}: edge / part / object" for s in stages) + " |")

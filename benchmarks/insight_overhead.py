@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import statistics
 import subprocess
@@ -20,6 +19,8 @@ import sys
 from pathlib import Path
 
 import torch
+
+from layerscope.training.hardware import machine_line
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,7 +54,7 @@ def main() -> None:
             results[choice].append(run(choice, args, args.out / f"{choice}-{repeat}"))
             print(f"  {choice:8s} run {repeat + 1}: {results[choice][-1]}", flush=True)
     median = {c: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for c, rs in results.items()}
-    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    machine = f"{machine_line()}, {torch.get_num_threads()} threads"
     print(f"\n{args.model} on {args.data}, {args.epochs} epochs x {args.repeats} runs each; "
           f"{machine}, torch {torch.__version__}")
     print(f"{'insight':10s}{'s/epoch':>10s}{'img/s':>10s}{'events MB':>12s}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import torch
 from PIL import Image
 
 from layerscope.models import cifar_resnet
+from layerscope.training.hardware import machine_line
 
 REPO = Path(__file__).resolve().parents[1]
 HARNESS = {
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[5_000, 20_000], help="images per folder")
     parser.add_argument("--side", type=int, default=32, help="image side in pixels (the model's input)")
     args = parser.parse_args()
-    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+    print(f"{machine_line()}, torch {torch.__version__}, "
           f"ResNet-8 at {args.side}x{args.side}x3, batch_size 64")
     print(f"{'images':>8}  {'approach':<12}{'peak RSS':>12}{'seconds':>9}")
     with tempfile.TemporaryDirectory(dir="/tmp", prefix="predict-memory-") as scratch:

@@ -10,7 +10,6 @@ the wall time of ``python predict.py`` on one image from process start to answer
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from PIL import Image
 
 from layerscope.inference import load_classifier
 from layerscope.inference.export import export_onnx, export_torchscript
+from layerscope.training.hardware import machine_line
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,7 +71,7 @@ def main() -> None:
             subprocess.run([sys.executable, str(REPO / "predict.py"), f"ckpt_path={args.checkpoint}",
                             f"input={image}"], check=True, capture_output=True)
             latencies.append(time.perf_counter() - started)
-    print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+    print(f"{machine_line()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; "
           f"model {type(clf.model).__name__} ({sum(p.numel() for p in clf.model.parameters()):,} params), "
           f"batch {args.batch}")

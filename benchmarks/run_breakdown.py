@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import statistics
 import subprocess
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from layerscope.training.hardware import machine_line
 from layerscope.training.timing import PHASES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +69,7 @@ def main() -> None:
     wall = rows[-1][1]
     median = statistics.median
     print(f"\npython train.py {' '.join(args.overrides)}: {args.repeats} run(s) on "
-          f"{platform.processor() or platform.machine()}, {runs[0]['epochs']} epochs, "
+          f"{machine_line()}, {runs[0]['epochs']} epochs, "
           f"{median(r['train/img_per_s'] for r in runs):.1f} training images/s, "
           f"test/acc {median(r.get('test/acc') or 0.0 for r in runs):.4f}\n")
     print(f"| {'phase':28s} | seconds | share of wall time |")

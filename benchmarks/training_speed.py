@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import platform
 import shutil
 import statistics
 import subprocess
@@ -50,6 +49,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from layerscope.data.augment import channel_stats, normalise, random_crop_flip
 from layerscope.data.torchvision_sets import DEBIAN_FASHION_MNIST, IdxSource
 from layerscope.models import build_model
+from layerscope.training.hardware import machine_line
 from layerscope.training.module import weight_decay_groups
 from layerscope.training.schedules import one_cycle
 
@@ -229,7 +229,7 @@ def main() -> None:
 
 def report(args: argparse.Namespace, model: dict[str, Any], speed: dict[str, float], peak: float,
            flops: float, walls: dict[str, float], raw: dict[str, list[float]]) -> None:
-    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    machine = f"{machine_line()}, {torch.get_num_threads()} threads"
     print(f"\nmodel={args.model} ({model['_target_']}) on Fashion-MNIST, batch {BATCH}, "
           f"{args.steps} steps x {args.repeats} repeats; {machine}, torch {torch.__version__}")
     print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s; one training image: {flops / 1e6:.1f} MFLOP "
