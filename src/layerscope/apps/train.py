@@ -21,6 +21,7 @@ from layerscope.inference.loading import check_fits, read_checkpoint
 from layerscope.inference.trust import current_targets
 from layerscope.insight.hparams import log_hparams
 from layerscope.training.callbacks import TrainSpeedMonitor
+from layerscope.training.precision import resolve as resolve_precision
 from layerscope.training.timing import PhaseTimer, breakdown_line, process_start_time
 
 log = logging.getLogger(__name__)
@@ -54,11 +55,13 @@ def train(cfg: DictConfig, process_started: float | None = None) -> dict[str, An
         datamodule.setup("fit")
     with timer.phase("building"):
         module = _build_module(cfg, datamodule.info, resume_from)
-        trainer = _build_trainer(cfg, timer)
+        precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+        trainer = _build_trainer(cfg, timer, precision.precision)
     with ranks_run_this_job_only(trainer.num_devices * trainer.num_nodes):
         fit_seconds = _fit(trainer, module, datamodule, resume_from)
         metrics = _test_best_checkpoint(cfg, trainer, module, datamodule, timer)
     metrics.update(_run_facts(cfg, trainer, module, datamodule.name, fit_seconds))
+    metrics.update(precision=precision.precision, precision_reason=precision.reason)
     total_seconds = startup + time.perf_counter() - started
     # Where total_seconds went; "start-up" is 0 from Python and for later jobs of a sweep.
     metrics.update(total_seconds=round(total_seconds, 1), seconds_by_phase=timer.seconds(total_seconds),
@@ -84,12 +87,13 @@ def _build_module(cfg: DictConfig, data_info: dict[str, Any], resume_from: str |
     )
 
 
-def _build_trainer(cfg: DictConfig, timer: PhaseTimer) -> L.Trainer:
+def _build_trainer(cfg: DictConfig, timer: PhaseTimer, precision: str) -> L.Trainer:
     callbacks = _instantiate_all(cfg.get("callbacks")) + _instantiate_all(cfg.get("insight"))
     loggers = _instantiate_all(cfg.get("logger"))
     # The timer is Lightning's profiler unless the config asks for one of Lightning's own.
     profiler = {} if cfg.trainer.get("profiler") else {"profiler": timer.profiler}
-    return instantiate(cfg.trainer, callbacks=[*callbacks, timer], logger=loggers or False, **profiler)
+    return instantiate(cfg.trainer, precision=precision, callbacks=[*callbacks, timer],
+                       logger=loggers or False, **profiler)
 
 
 def _fit(trainer: L.Trainer, module: L.LightningModule, datamodule: Any, resume_from: str | None) -> float:
@@ -182,6 +186,7 @@ def _print_summary(run_dir: Path, metrics: dict[str, Any], chance: float) -> Non
         f"{metrics.get('epochs')} epochs in {metrics.get('fit_seconds')} s"
         if metrics.get("train/img_per_s")
         else f"Training:        already finished ({metrics.get('epochs')} epochs)",
+        f"Precision:       {metrics.get('precision')} ({metrics.get('precision_reason')})",
         f"Time:            {breakdown_line(metrics['seconds_by_phase'])}",
         f"Metrics:         {run_dir / 'metrics.json'}",
         f"TensorBoard:     tensorboard --logdir {run_dir}",
