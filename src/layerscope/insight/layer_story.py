@@ -194,7 +194,7 @@ class LayerStory(SampleView):
                                    + axes.get_title(), fontsize=9)
                 if col == 0:
                     what = "channels" if kind == "channels" else "best unit"
-                    axes.set_ylabel(f"{what}\n{self._when(moment)}", fontsize=10)
+                    axes.set_ylabel(f"{what}\n{self._when(moment.step)}", fontsize=10)
         self._charts(trainer, figure, grid[len(rows), :], moments)
         title = self._title(trainer, pl_module, moments)
         figure.suptitle(title, fontsize=10, x=0.01, horizontalalignment="left")
@@ -203,8 +203,8 @@ class LayerStory(SampleView):
         return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
     @staticmethod
-    def _when(moment: Moment) -> str:
-        return "step 0 (untrained)" if moment.step == 0 else f"epoch {moment.step}"
+    def _when(step: int) -> str:
+        return "step 0 (untrained)" if step == 0 else f"epoch {step}"
 
     @staticmethod
     def _row_height(kind: str, moment: Moment) -> float:
@@ -243,7 +243,7 @@ class LayerStory(SampleView):
         inner = place.subgridspec(1, len(panels))
         for col, result in enumerate(panels):
             axes = figure.add_subplot(inner[0, col])
-            when = "step 0 (untrained)" if result.step == 0 else f"epoch {result.step}"
+            when = LayerStory._when(result.step)
             if isinstance(result, DissectionResult) and dissection is not None:
                 dissection.chart(axes, result, fontsize=7, title=f"Detectors per layer, {when}")
             elif isinstance(result, ProbeResult):
@@ -253,7 +253,7 @@ class LayerStory(SampleView):
         model = inspected_model(pl_module)
         accuracy = trainer.callback_metrics.get("val/acc")
         score = f", validation accuracy {float(accuracy):.2%}" if accuracy is not None else ""
-        when = " and ".join(self._when(m) for m in moments)
+        when = " and ".join(self._when(m.step) for m in moments)
         lines = [
             f"What the layers of {type(model).__name__} ({len(self.anatomy(trainer, pl_module))} layers) "
             f"showed at {when}{score}",
