@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from unittest.mock import MagicMock
 
 import pytest
 
@@ -37,3 +38,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, 
     return folders
 
 
+
+
+def logged_pictures(writer: MagicMock) -> list[str]:
+    """The IMAGES tags a mocked writer was given (by ``render.log_image``), in order."""
+    calls = writer.file_writer.add_summary.call_args_list
+    return [value.tag for call in calls for value in call.args[0].value]

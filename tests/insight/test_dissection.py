@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from types import SimpleNamespace
 from unittest.mock import MagicMock
@@ -111,6 +112,21 @@ def test_units_that_copy_concept_masks_are_labelled_with_them() -> None:
     assert (diagonal[1:] > 0.4).all() and (diagonal < 0.9).all() and diagonal[0] > 0.15  # edges blur most
     assert model.training and all(m.training for m in model.modules())  # modes restored
     assert not any(m._forward_hooks for m in model.modules())  # hooks removed
+
+
+def test_kept_maps_and_a_second_pass_give_the_same_dissection() -> None:
+    """Without room to keep the maps, the overlaps come from a second pass, with the same result."""
+    masks, names, _ = _masks()
+    model, batches = CopyNet(len(names)), []
+    model.register_forward_pre_hook(lambda *_: batches.append(1))
+    kept = dissect(model, model, masks.float(), masks, quantile=0.02, iou_threshold=0.04, batch_size=50)
+    assert len(batches) == math.ceil(len(masks) / 50)  # one pass
+    again = dissect(model, model, masks.float(), masks, quantile=0.02, iou_threshold=0.04, batch_size=50,
+                    keep_maps_bytes=0)
+    assert len(batches) == 3 * math.ceil(len(masks) / 50)  # then two
+    for one, other in zip(kept, again, strict=True):
+        assert torch.equal(one.iou, other.iou) and torch.equal(one.labels, other.labels)
+        assert torch.equal(one.threshold, other.threshold)
 
 
 # --- the view ------------------------------------------------------------------------------------

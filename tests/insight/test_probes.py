@@ -13,7 +13,7 @@ from layerscope.data.base import ImageSplits, LabelledImages
 from layerscope.data.datamodule import ImageDataModule
 from layerscope.data.shapes import PART_NAMES
 from layerscope.insight.probes import LayerProbes, probe_scores
-from tests.insight.conftest import EPOCHS, LAYERS
+from tests.insight.conftest import EPOCHS, LAYERS, logged_pictures
 from tests.insight.test_insight_run import _events
 
 
@@ -97,6 +97,6 @@ def test_data_without_part_labels_logs_no_part_probes() -> None:
     writer = MagicMock()
     LayerProbes(sample_size=30).draw(writer, _Trainer(data), _Classifier(), step=0)
     scalars = [c.args[0] for c in writer.add_scalar.call_args_list]
-    figures = [c.args[0] for c in writer.add_figure.call_args_list]
+    figures = logged_pictures(writer)
     assert [t for t in scalars if t.startswith("probe/")] == ["probe/class/01_conv", "probe/class/02_fc"]
     assert figures == ["probe/accuracy_vs_depth"]

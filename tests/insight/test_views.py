@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+from unittest.mock import patch
+
+import numpy as np
 import torch
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
 from layerscope.insight.capture import LayerAnatomy
@@ -76,3 +84,40 @@ def test_confusion_matrix_counts_true_rows_predicted_columns() -> None:
 def test_first_layer_weights_as_pictures() -> None:
     assert first_layer_weight(cifar_resnet(8, 3, 10, 32), 3, 32).shape == (16, 3, 3, 3)
     assert first_layer_weight(MLP([20], 1, 10, 28), 1, 28).shape == (20, 1, 28, 28)
+
+
+def test_logged_pictures_read_back_pixel_for_pixel(tmp_path: Path) -> None:
+    writer = SummaryWriter(tmp_path)
+    picture = torch.rand(3, 5, 7)
+    render.log_image(writer, "a/picture", picture, step=3)
+    figure, axes = render.new_figure(2.0, 1.5)
+    axes.plot([0, 1], [1, 0])
+    render.log_figure(writer, "a/chart", figure, step=4)
+    writer.close()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    (logged,) = events.Images("a/picture")
+    pixels = np.asarray(Image.open(io.BytesIO(logged.encoded_image_string)))
+    assert logged.step == 3 and pixels.shape == (5, 7, 3)
+    assert np.array_equal(pixels, render.as_pixels(picture))
+    (chart,) = events.Images("a/chart")
+    assert (chart.step, chart.width, chart.height) == (4, 200, 150)  # 100 dpi
+
+
+def test_chart_margins_are_measured_once_per_tag_and_size(tmp_path: Path) -> None:
+    writer = SummaryWriter(tmp_path)
+
+    def chart(width: float) -> tuple:
+        figure, axes = render.new_figure(width, 3.0)
+        axes.set_xticks([0, 1], ["a long label on the axis", "another one"], rotation=70)
+        return figure, figure.subplotpars
+
+    with patch("matplotlib.figure.Figure.tight_layout", autospec=True,
+               side_effect=lambda f: f.subplots_adjust(bottom=0.4)) as tight:
+        for width in (4.0, 4.0, 5.0):
+            figure, params = chart(width)
+            render.fit_margins(writer, "c", figure)
+            assert params.bottom == 0.4  # measured or reused, the labels fit
+        render.fit_margins(SummaryWriter(tmp_path / "other"), "c", chart(4.0)[0])  # another run
+    assert tight.call_count == 3  # once for 4 inches, once for 5, once for the other run
+    writer.close()

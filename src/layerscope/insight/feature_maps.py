@@ -45,7 +45,7 @@ class FeatureMaps(EpochView):
         originals = render.display_images(images)
         for index, (name, _) in enumerate(layers):
             picture = feature_map_grid(originals, outputs[index], size)
-            writer.add_image(f"feature_maps/{layer_tag(index, name)}", picture, step)
+            render.log_image(writer, f"feature_maps/{layer_tag(index, name)}", picture, step)
 
 
 def feature_map_grid(originals: torch.Tensor, output: torch.Tensor, size: int) -> torch.Tensor:

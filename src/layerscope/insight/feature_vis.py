@@ -266,4 +266,5 @@ class FeatureVisualisation(SampleView):
                 if self.patches:
                     tiles.append(channel_patches(examples, anatomy[index], stats, int(channel), best))
                 lines.append(torch.cat([render.resize(t, tile) for t in tiles]))
-            writer.add_image(f"feature_vis/{layer_tag(index, anatomy[index].name)}", render.grid(lines), step)
+            tag = f"feature_vis/{layer_tag(index, anatomy[index].name)}"
+            render.log_image(writer, tag, render.grid(lines), step)

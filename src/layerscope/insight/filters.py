@@ -45,4 +45,4 @@ class LayerFilters(EpochView):
         tiles = render.stretch_signed(weight)
         tiles = render.as_rgb(render.resize(tiles, max(self.tile_size, weight.shape[-1])))
         columns = 8 if len(tiles) > 16 else 4
-        writer.add_image("filters/layer1", render.tile_grid(tiles, columns), step)
+        render.log_image(writer, "filters/layer1", render.tile_grid(tiles, columns), step)

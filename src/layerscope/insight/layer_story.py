@@ -17,7 +17,6 @@ as in the view it comes from, and the captions say which; the page adds none of 
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +26,8 @@ import lightning as L
 import numpy as np
 import torch
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.gridspec import SubplotSpec
-from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.files import write_atomically
@@ -108,10 +105,8 @@ class LayerStory(SampleView):
         moments = [self._moments[key] for key in ("start", "end") if key in self._moments]
         picture = self.page(trainer, pl_module, moments)
         path = Path(trainer.default_root_dir) / self.file
-        buffer = io.BytesIO()
-        Image.fromarray(picture).save(buffer, format="PNG")
-        write_atomically(path, buffer.getvalue())
-        writer.add_image("layer_story", picture, moments[-1].step, dataformats="HWC")
+        write_atomically(path, render.png_bytes(picture))
+        render.log_image(writer, "layer_story", picture, moments[-1].step)
         log.info("The layer story of this run: %s", path)
 
     # --- measuring --------------------------------------------------------------------------------
@@ -198,9 +193,7 @@ class LayerStory(SampleView):
         self._charts(trainer, figure, grid[len(rows), :], moments)
         title = self._title(trainer, pl_module, moments)
         figure.suptitle(title, fontsize=10, x=0.01, horizontalalignment="left")
-        canvas = FigureCanvasAgg(figure)
-        canvas.draw()
-        return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+        return render.figure_pixels(figure)
 
     @staticmethod
     def _when(step: int) -> str:

@@ -77,9 +77,10 @@ class Mistakes(EpochView):
         classes = list(insight_data(trainer).classes)
         probs, labels = torch.cat(self._probs), torch.cat(self._labels)
         counts = confusion_matrix(labels, probs.argmax(1), len(classes))
-        writer.add_figure("mistakes/confusion_matrix", self._confusion_figure(counts, classes, step), step)
+        confusion = self._confusion_figure(counts, classes, step)
+        render.log_figure(writer, "mistakes/confusion_matrix", confusion, step)
         if self._wrong:
-            writer.add_figure("mistakes/misclassified", self._mistakes_figure(classes, step), step)
+            render.log_figure(writer, "mistakes/misclassified", self._mistakes_figure(classes, step), step)
         if self.pr_curves:
             for index, name in enumerate(classes):
                 writer.add_pr_curve(f"pr_curves/{name}", labels == index, probs[:, index], step)
@@ -103,7 +104,6 @@ class Mistakes(EpochView):
         axes.set_ylabel("true class")
         accuracy = counts.diag().sum().item() / max(1, counts.sum().item())
         axes.set_title(f"Confusion matrix, epoch {step} (validation accuracy {accuracy:.2%})")
-        figure.tight_layout()
         return figure
 
     def _mistakes_figure(self, classes: list[str], step: int) -> Figure:
@@ -123,5 +123,4 @@ class Mistakes(EpochView):
             axes.text(x, y, label, ha="center", va="top", fontsize=6, color="white")
         axes.set_axis_off()
         axes.set_title(f"Misclassified validation images, epoch {step} (true > predicted)", fontsize=9)
-        figure.tight_layout()
         return figure

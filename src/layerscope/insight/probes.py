@@ -169,11 +169,10 @@ class LayerProbes(SampleView):
         self.first = self.first or self.latest
         figure, axes = render.new_figure(max(6.0, 0.35 * len(layers)), 4.2)
         self.chart(axes, self.latest)
-        figure.tight_layout()
-        writer.add_figure("probe/accuracy_vs_depth", figure, step)
+        render.log_figure(writer, "probe/accuracy_vs_depth", figure, step)
         if parts:
             per_part = {name: curves[f"parts/{name}"] for name in parts}
-            writer.add_figure("probe/parts_vs_depth", self._parts_chart(per_part, step), step)
+            render.log_figure(writer, "probe/parts_vs_depth", self._parts_chart(per_part, step), step)
 
     @staticmethod
     def chart(axes: Axes, result: ProbeResult, fontsize: float = 7, title: str | None = None) -> None:
@@ -208,7 +207,6 @@ class LayerProbes(SampleView):
         axes.set_ylabel("held-out balanced accuracy")
         axes.set_title(f"Which parts a linear probe can tell are present, per layer (epoch {step})")
         axes.legend(loc="lower right", fontsize=7, ncol=2)
-        figure.tight_layout()
         return figure
 
     @staticmethod

@@ -1,13 +1,27 @@
-"""Turning tensors into pictures: contrast-scaled tiles, nearest-neighbour zoom, grids, figures."""
+"""Turning tensors into pictures: contrast-scaled tiles, nearest-neighbour zoom, grids, figures.
+
+Pictures go to TensorBoard through :func:`log_image` and :func:`log_figure` rather than the
+writer's ``add_image``/``add_figure``: those encode PNG at zlib's default level 6, which on the
+views' pictures is about three times slower than level 1 and, on the feature-map grids that make
+most of the event file, no smaller (measured on the default run's pictures: 35 ms and 217 KB
+against 11 ms and 196 KB for one grid).
+"""
 
 from __future__ import annotations
 
+import io
 import math
+import weakref
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
+from tensorboard.compat.proto.summary_pb2 import Summary
+from torch.utils.tensorboard import SummaryWriter
 
 BORDER = 0.25  # grey between tiles, so black tiles (silent channels) stay visible
 
@@ -79,3 +93,67 @@ def new_figure(width: float, height: float) -> tuple[Figure, Axes]:
     """A figure outside pyplot: no GUI backend is touched, from a training process or a notebook."""
     figure = Figure(figsize=(width, height), dpi=100)
     return figure, figure.subplots()
+
+
+def png_bytes(picture: np.ndarray) -> bytes:
+    """uint8 (H, W, 3 or 4) -> PNG, at the fast compression level (see the module's note)."""
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def as_pixels(picture: torch.Tensor | np.ndarray) -> np.ndarray:
+    """A (3, H, W) float picture in [0, 1], or uint8 (H, W, C) pixels, as uint8 (H, W, C)."""
+    if isinstance(picture, np.ndarray):
+        return picture
+    return (picture.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def log_image(writer: SummaryWriter, tag: str, picture: torch.Tensor | np.ndarray, step: int) -> None:
+    """Log one picture ((3, H, W) float in [0, 1], or uint8 (H, W, C)) under IMAGES ``tag``."""
+    pixels = as_pixels(picture)
+    height, width, channels = pixels.shape
+    image = Summary.Image(
+        height=height, width=width, colorspace=channels, encoded_image_string=png_bytes(pixels)
+    )
+    writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+
+
+def figure_pixels(figure: Figure) -> np.ndarray:
+    """A figure drawn to uint8 RGB pixels (H, W, 3)."""
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+_MARGINS = ("left", "right", "bottom", "top", "wspace", "hspace")
+# Per writer (a run), dropped with it: each chart's margins, by tag and figure size.
+_margins: weakref.WeakKeyDictionary[SummaryWriter, dict[tuple[str, float, float], dict[str, float]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def fit_margins(writer: SummaryWriter, tag: str, figure: Figure) -> None:
+    """Tight margins for the labels, measured on a chart's first drawing in a run and reused after.
+
+    ``tight_layout`` draws every label once to measure it, which costs about as much as drawing the
+    chart. A chart drawn every epoch keeps its size and its axis labels (only the values and the
+    epoch in the title change), so its margins are measured once per run.
+    """
+    width, height = figure.get_size_inches()
+    known = _margins.setdefault(writer, {})
+    key = (tag, round(float(width), 3), round(float(height), 3))
+    if key in known:
+        figure.subplots_adjust(**known[key])
+        return
+    figure.tight_layout()
+    params = figure.subplotpars
+    known[key] = {name: getattr(params, name) for name in _MARGINS}
+
+
+def log_figure(writer: SummaryWriter, tag: str, figure: Figure, step: int, fit: bool = True) -> None:
+    """Log a matplotlib figure under IMAGES ``tag``, its margins fitted to its labels unless ``fit=False``
+    (a figure that sets its own)."""
+    if fit:
+        fit_margins(writer, tag, figure)
+    log_image(writer, tag, figure_pixels(figure), step)

@@ -86,4 +86,4 @@ class TopPatches(SampleView):
             for channel, best in zip(chosen, top_images(stats, chosen, self.k), strict=True):
                 patches = channel_patches(images, anatomy, stats, int(channel), best)
                 rows.append(render.resize(patches, display_size(patches.shape[-1], self.zoom)))
-            writer.add_image(f"top_patches/{layer_tag(index, anatomy.name)}", render.grid(rows), step)
+            render.log_image(writer, f"top_patches/{layer_tag(index, anatomy.name)}", render.grid(rows), step)

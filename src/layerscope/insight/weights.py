@@ -107,5 +107,4 @@ class WeightsAndGradients(L.Callback):
         axes.set_xlabel("layer (input side -> output side)")
         axes.set_ylabel("gradient norm (log scale)")
         axes.set_title(f"Gradient reaching each layer, step {trainer.global_step}")
-        figure.tight_layout()
-        writer.add_figure("gradients/norm_by_depth", figure, trainer.current_epoch + 1)
+        render.log_figure(writer, "gradients/norm_by_depth", figure, trainer.current_epoch + 1)
