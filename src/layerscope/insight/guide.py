@@ -73,7 +73,9 @@ magnitude across depth mean some layers learn much faster than others. He et al.
 4.1) found that deep *plain* networks with BatchNorm train worse than shallower ones although
 their gradients do not vanish, and call it an optimisation difficulty that shortcut connections
 remove. Compare `model=plain` and `model=deep` at `model.depth=56` in
-IMAGES > gradients/norm_by_depth.
+IMAGES > gradients/norm_by_depth. `gradients/non_finite_layers` counts the layers whose gradients
+held inf or NaN at a logged step (under fp16 mixed precision, a step the loss scaler skips); they
+get no histogram or norm at that step.
 """,
     "06_probes_abstraction": """
 **SCALARS > probe, IMAGES > probe/accuracy_vs_depth and probe/parts_vs_depth.** After each epoch

@@ -6,10 +6,17 @@ gradients, the gradient norm, and after the step the update-to-weight ratio ||dW
 (about 1e-3 is the usual healthy size). Gradients that shrink (vanish) or grow (explode) layer by
 layer toward the input are what residual connections cure: compare ``model=plain model.depth=56``
 with ``model=deep model.depth=56``.
+
+Under fp16 mixed precision the gradients this hook sees can hold inf or NaN: the loss scale was too
+large for that step, and the scaler skips the step after the hook. Such gradients (and any weights
+that are not finite) get no histogram and no norm; the scalar ``gradients/non_finite_layers``
+counts, at each logged step, the layers whose gradients were left out, and the run's log says so
+once.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import lightning as L
@@ -21,7 +28,14 @@ from layerscope.insight.base import tensorboard_writer
 from layerscope.insight.capture import LayerAnatomy, layer_tag
 from layerscope.insight.inputs import model_anatomy
 
+log = logging.getLogger(__name__)
+
 PLURAL = {"weight": "weights", "bias": "biases"}
+
+
+def finite(*tensors: torch.Tensor) -> bool:
+    """Whether every value of every tensor is finite (no inf, no NaN)."""
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
 def parameter_role(name: str, param: torch.Tensor) -> str:
@@ -42,6 +56,7 @@ class WeightsAndGradients(L.Callback):
         self._anatomy: list[LayerAnatomy] = []
         self._before: dict[int, torch.Tensor] = {}
         self._norms: dict[int, float] = {}
+        self._said_non_finite = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -60,10 +75,13 @@ class WeightsAndGradients(L.Callback):
         if writer is None:
             return
         step = trainer.global_step
+        non_finite = 0
         for index, layer in enumerate(self._anatomy):
             tag = layer_tag(index, layer.name)
             grads = [p.grad.detach() for p in layer.parameters.values() if p.grad is not None]
-            if grads:
+            grads_finite = finite(*grads)
+            non_finite += not grads_finite
+            if grads and grads_finite:
                 norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
                 self._norms[index] = norm.item()
                 writer.add_scalar(f"grad_norm/{tag}", self._norms[index], step)
@@ -73,12 +91,23 @@ class WeightsAndGradients(L.Callback):
                     self._before[index] = param.detach().clone()
                 if self.histograms and role != "scale":
                     self._histograms(writer, tag, role, param, step)
+        writer.add_scalar("gradients/non_finite_layers", non_finite, step)
+        if non_finite and not self._said_non_finite:
+            log.warning(
+                "weights: at step %d the gradients of %d layer(s) were not finite (under fp16 the scaler "
+                "skips such a step); they get no histogram or norm, counted in gradients/non_finite_layers",
+                step, non_finite,
+            )
+            self._said_non_finite = True
 
     def _histograms(self, writer: SummaryWriter, tag: str, role: str, param: torch.Tensor, step: int) -> None:
-        writer.add_histogram(f"{PLURAL[role]}/{tag}", param.detach().float().cpu(), step, bins=self.bins)
+        values = param.detach().float().cpu()
+        if finite(values):  # a histogram's range must be finite
+            writer.add_histogram(f"{PLURAL[role]}/{tag}", values, step, bins=self.bins)
         if param.grad is not None:
             grad = param.grad.detach().float().cpu()
-            writer.add_histogram(f"{role}_gradients/{tag}", grad, step, bins=self.bins)
+            if finite(grad):
+                writer.add_histogram(f"{role}_gradients/{tag}", grad, step, bins=self.bins)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
