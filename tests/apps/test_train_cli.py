@@ -219,3 +219,20 @@ def test_a_run_that_learns_nothing_says_so(tmp_path: Path, data_dir: Path) -> No
     assert result.returncode == 0, result.stderr[-3000:]
     warning = "is chance level (guessing: 0.1000): the model learned nothing"
     assert result.stdout.count(warning) == 1, result.stdout[-2000:]
+
+
+def test_determinism_switches_cudnn_autotuning_off(compose_train: Callable[..., DictConfig]) -> None:
+    """trainer=gpu turns autotuning on; trainer.deterministic=true must win over it."""
+    from layerscope.apps.train import _build_trainer
+    from layerscope.training.timing import PhaseTimer
+
+    before = torch.backends.cudnn.benchmark
+    try:
+        for deterministic, expected in ((True, False), (False, True)):
+            cfg = compose_train("debug=fast", *TINY_SHAPES, "insight=off", "trainer.benchmark=true",
+                                f"trainer.deterministic={str(deterministic).lower()}")
+            torch.backends.cudnn.benchmark = not expected
+            _build_trainer(cfg, PhaseTimer(), "32-true")
+            assert torch.backends.cudnn.benchmark is expected
+    finally:
+        torch.backends.cudnn.benchmark = before

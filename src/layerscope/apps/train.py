@@ -92,8 +92,22 @@ def _build_trainer(cfg: DictConfig, timer: PhaseTimer, precision: str) -> L.Trai
     loggers = _instantiate_all(cfg.get("logger"))
     # The timer is Lightning's profiler unless the config asks for one of Lightning's own.
     profiler = {} if cfg.trainer.get("profiler") else {"profiler": timer.profiler}
-    return instantiate(cfg.trainer, precision=precision, callbacks=[*callbacks, timer],
+    benchmark = cudnn_autotuning(cfg.trainer.get("deterministic"), cfg.trainer.get("benchmark"))
+    return instantiate(cfg.trainer, precision=precision, benchmark=benchmark, callbacks=[*callbacks, timer],
                        logger=loggers or False, **profiler)
+
+
+def cudnn_autotuning(deterministic: bool | str | None, benchmark: bool | None) -> bool | None:
+    """``trainer.benchmark`` as set, except that determinism switches cuDNN autotuning off.
+
+    Autotuning picks each convolution's algorithm by timing the candidates, so two runs can pick
+    differently, and PyTorch ignores ``cudnn.deterministic`` while it is on: ``trainer=gpu`` asks
+    for it, ``trainer.deterministic=true`` must still mean reproducible.
+    """
+    if deterministic and benchmark:
+        log.info("trainer.deterministic=%s: cuDNN autotuning off (trainer.benchmark=false)", deterministic)
+        return False
+    return benchmark
 
 
 def _fit(trainer: L.Trainer, module: L.LightningModule, datamodule: Any, resume_from: str | None) -> float:
