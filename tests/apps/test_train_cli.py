@@ -125,14 +125,18 @@ def test_model_fast_trains_with_every_layer_view(compose_train: Callable[..., Di
     assert (classifier.height, classifier.width) == (2 + 4 * (96 + 2), 2 + 9 * (96 + 2))  # 32 px x 3
 
 
-def test_bf16_mixed_precision_trains_on_the_cpu_with_the_layer_views(
-    compose_train: Callable[..., DictConfig], tmp_path: Path
+@pytest.mark.parametrize(("precision", "weights_dtype"),
+                         [("bf16-mixed", torch.float32), ("bf16-true", torch.bfloat16)])
+def test_bf16_precisions_train_on_the_cpu_with_the_layer_views(
+    compose_train: Callable[..., DictConfig], tmp_path: Path, precision: str, weights_dtype: torch.dtype
 ) -> None:
-    # trainer.precision=bf16-mixed is the fast choice on CPUs with bf16 units: the views must
-    # cope with bf16 activations, and the checkpoint must keep fp32 weights.
+    # bf16-mixed is the fast choice on CPUs with bf16 units: the views must cope with bf16
+    # activations, and the checkpoint keeps fp32 weights. bf16-true keeps bf16 weights, so the
+    # batches (made float by preprocessing, after Lightning's conversion) and the views' own
+    # inputs must reach the model in bf16 too.
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    cfg = compose_train("debug=fast", "trainer.precision=bf16-mixed", *TINY_SHAPES,
+    cfg = compose_train("debug=fast", f"trainer.precision={precision}", *TINY_SHAPES,
                         "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false")
     metrics = train(cfg)
     assert metrics["test/acc"] is not None and metrics["train/img_per_s"] > 0
@@ -140,7 +144,8 @@ def test_bf16_mixed_precision_trains_on_the_cpu_with_the_layer_views(
     events.Reload()
     assert len([t for t in events.Tags()["images"] if t.startswith("feature_maps/")]) == 20
     weights = torch.load(metrics["best_checkpoint"], weights_only=False)["state_dict"]
-    assert {w.dtype for w in weights.values() if w.is_floating_point()} == {torch.float32}
+    assert {w.dtype for w in weights.values() if w.is_floating_point()} == {weights_dtype}
+    assert "layer_story" in events.Tags()["images"]
 
 
 @pytest.mark.parametrize(

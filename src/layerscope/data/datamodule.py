@@ -91,6 +91,17 @@ class ResumableLoader(DataLoader):
         self._resume = dict(state)
 
 
+
+def precision_input(trainer: Any, images: torch.Tensor) -> torch.Tensor:
+    """Normalised images in the dtype the trainer's precision feeds the model.
+
+    Lightning converts a batch for ``bf16-true`` / ``16-true`` before it reaches the data module,
+    when it is still uint8 and so left alone; the float batch that preprocessing makes must be
+    converted here, or a half-precision model receives fp32. Mixed and fp32 precisions leave it.
+    """
+    plugin = getattr(trainer, "precision_plugin", None)
+    return images if plugin is None else plugin.convert_input(images)
+
 class ImageDataModule(L.LightningDataModule):
     """Holds train/val/test as uint8 tensors; crops, flips and normalises whole batches.
 
@@ -275,7 +286,7 @@ class ImageDataModule(L.LightningDataModule):
         images, labels = batch
         if self.trainer is not None and self.trainer.training:
             images = random_crop_flip(images, self.crop_padding, self.hflip)
-        return self.preprocess(images), labels
+        return precision_input(self.trainer, self.preprocess(images)), labels
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 batch -> the normalised float batch the model sees."""

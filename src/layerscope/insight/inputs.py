@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from layerscope.data.base import LabelledImages
+from layerscope.data.datamodule import precision_input
 from layerscope.data.shapes import ConceptMasks
 from layerscope.errors import UserError
 from layerscope.insight.capture import LayerAnatomy, trace_anatomy
@@ -87,7 +88,7 @@ def inspected_model(pl_module: L.LightningModule) -> nn.Module:
 
 def model_input(trainer: L.Trainer, pl_module: L.LightningModule, images: torch.Tensor) -> torch.Tensor:
     """Stored uint8 images as the model sees them: on its device, normalised."""
-    return insight_data(trainer).preprocess(images.to(pl_module.device))
+    return precision_input(trainer, insight_data(trainer).preprocess(images.to(pl_module.device)))
 
 
 def example_input(trainer: L.Trainer, pl_module: L.LightningModule) -> torch.Tensor:
