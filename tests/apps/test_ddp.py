@@ -22,6 +22,7 @@ def test_two_process_cpu_ddp_writes_one_run(tmp_path: Path, data_dir: Path) -> N
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert 0.0 <= metrics["test/acc"] <= 1.0 and metrics["epochs"] == 1
+    assert metrics["train/images"] == 512  # debug=fast's training set, both processes' halves together
     events = sorted((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert len({e.name.split(".")[-2] for e in events}) == 1  # one writing process (rank zero)
     accumulator = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})

@@ -161,3 +161,17 @@ def test_one_cycle_survives_runs_of_a_few_steps() -> None:
         optimizer.step()
         scheduler.step()
     assert 0 < optimizer.param_groups[0]["lr"] <= 0.1
+
+
+@pytest.mark.parametrize("stage", ["val", "test"])
+def test_evaluation_losses_are_averaged_over_every_process(stage: str) -> None:
+    """Under DDP each process sees its own share; the logged loss must be their mean, not rank 0's."""
+    from unittest.mock import patch
+
+    module = classifier("deep")
+    images, labels = torch.randn(4, 3, 16, 16), torch.arange(4) % 4
+    with patch.object(ImageClassifier, "log") as log, patch.object(ImageClassifier, "_test_time_logits",
+                                                                   lambda self, x: self(x)):
+        module._evaluate((images, labels), stage)
+    loss_calls = [c for c in log.call_args_list if c.args[0] == f"{stage}/loss"]
+    assert len(loss_calls) == 1 and loss_calls[0].kwargs["sync_dist"] is True

@@ -146,6 +146,7 @@ def _run_facts(
         "steps": trainer.global_step,
         # None when this process trained nothing (a resume of a finished run only tests again).
         "train/img_per_s": round(speed.images_per_second, 1) if speed and speed.images else None,
+        "train/images": speed.images if speed else None,  # trained on, by every process together
         "fit_seconds": round(fit_seconds, 1),
         "model": cfg.model._target_,
         "data": data_name,

@@ -16,7 +16,9 @@ class TrainSpeedMonitor(L.Callback):
     """Training images per second, timed over training steps only (validation excluded).
 
     Each epoch is timed from its first batch to its last, synchronising the GPU only at those
-    two points, so the hot loop gains no host syncs.
+    two points, so the hot loop gains no host syncs. Under DDP the images are those of every
+    process (summed at each epoch's end), so the figure is the whole run's speed, not one
+    process's share.
     """
 
     def __init__(self) -> None:
@@ -47,7 +49,11 @@ class TrainSpeedMonitor(L.Callback):
         if self._epoch_start is None:  # e.g. the sanity-check validation before training
             return
         self.seconds += self._now(trainer) - self._epoch_start
-        self.images += self._epoch_images
+        images = self._epoch_images
+        if trainer.world_size > 1:  # every process closes its epoch here, so the sum is safe
+            local = torch.tensor(float(images), device=trainer.strategy.root_device)
+            images = int(trainer.strategy.reduce(local, reduce_op="sum").item())
+        self.images += images
         self._epoch_start, self._epoch_images = None, 0
         if self.seconds > 0 and trainer.logger is not None:
             trainer.logger.log_metrics({"train/img_per_s": self.images_per_second}, trainer.global_step)

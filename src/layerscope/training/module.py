@@ -112,7 +112,8 @@ class ImageClassifier(L.LightningModule):
         loss = F.cross_entropy(logits, labels)
         metric = self.val_acc if stage == "val" else self.test_acc
         metric(logits, labels)
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val")
+        # Averaged over every process under DDP (the accuracy metric syncs itself).
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", sync_dist=True)
         self.log(f"{stage}/acc", metric, on_epoch=True, prog_bar=stage == "val")
         return logits  # handed to callbacks (insight's mistakes view); Lightning keeps nothing
 
