@@ -132,3 +132,15 @@ def test_same_named_images_get_separate_explanations(checkpoint: Path, tmp_path:
     # each folder holds its own image's explanation, not the last one written over the others
     pictures = {(out / name / "grad_cam.png").read_bytes() for name in names}
     assert len(pictures) == 3
+
+
+def test_device_auto_is_the_gpu_where_there_is_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from layerscope.apps.eval import trainer_placement
+    from layerscope.inference.loading import choose_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert choose_device("auto") == "cpu" and choose_device("cuda:1") == "cuda:1"
+    assert trainer_placement("auto") == {"accelerator": "cpu", "devices": 1}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert choose_device("auto") == "cuda"
+    assert trainer_placement("auto") == {"accelerator": "gpu", "devices": 1}

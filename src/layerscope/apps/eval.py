@@ -20,6 +20,7 @@ from layerscope.errors import UserError
 from layerscope.inference.loading import (
     check_fits,
     checkpoint_test_views,
+    choose_device,
     load_weights,
     model_config,
     read_checkpoint,
@@ -49,9 +50,10 @@ def data_config(cfg: DictConfig) -> Any:
 
 
 def trainer_placement(device: str) -> dict[str, Any]:
-    """``device=cuda:1`` as Lightning's ``accelerator`` and ``devices``."""
+    """``device=cuda:1`` (or ``auto``: a CUDA GPU where there is one) as Lightning's ``accelerator``
+    and ``devices``."""
     try:
-        where = torch.device(device)
+        where = torch.device(choose_device(device))
     except RuntimeError as err:
         raise UserError(f"device={device} is not a device: use cpu, cuda, cuda:1, ...") from err
     if where.type not in ACCELERATORS:

@@ -169,8 +169,17 @@ class Classifier:
         return outputs
 
 
+def choose_device(device: str | torch.device) -> str | torch.device:
+    """``auto``: the first CUDA GPU where there is one, else the CPU; any other device as given."""
+    if str(device) == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Classifier:
-    """The classifier stored in a layerscope checkpoint, ready to predict on ``device``."""
+    """The classifier stored in a layerscope checkpoint, ready to predict on ``device`` (``auto``:
+    a CUDA GPU where there is one, else the CPU)."""
+    device = choose_device(device)
     checkpoint = read_checkpoint(path)
     model = build_model(model_config(checkpoint, path))
     state = checkpoint["state_dict"]
