@@ -135,3 +135,15 @@ def test_a_real_trainer_charges_the_sanity_check_and_validation_to_validation(tm
     assert seconds["validation"] == pytest.approx(0.2), seconds
     assert seconds["training steps"] == pytest.approx(0.02), seconds
     assert sum(seconds.values()) == pytest.approx(0.22), seconds
+
+
+def test_the_non_finite_loss_check_is_charged_to_the_training_steps() -> None:
+    """On a GPU its loss read waits for the step's queued work: that time belongs to the step."""
+    from layerscope.training.callbacks import StopOnNonFiniteLoss
+
+    timer, check = PhaseTimer(clock=HandClock()), StopOnNonFiniteLoss()
+    timer.setup(SimpleNamespace(callbacks=[check, timer]), None, "fit")
+    spend_in(timer, "[Strategy]SingleDeviceStrategy.training_step", 0.25)
+    spend_in(timer, f"[Callback]{check.state_key}.on_train_batch_end", 0.5)
+    seconds = timer.seconds(total=0.75)
+    assert seconds["training steps"] == pytest.approx(0.75) and seconds["other"] == 0

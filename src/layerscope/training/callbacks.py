@@ -70,6 +70,10 @@ class StopOnNonFiniteLoss(L.Callback):
     reads the loss on the host each step; the progress bar already does.)
     """
 
+    # The run's time breakdown charges this check to the training steps: on a GPU, reading the
+    # loss waits for the step's queued work, which would otherwise be counted as this callback's.
+    timing_phase = "training steps"
+
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:

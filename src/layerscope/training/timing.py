@@ -5,6 +5,12 @@ Lightning wraps every hook, loop step and callback call in ``trainer.profiler.pr
 stack of the open actions and charges each stretch of time to the innermost one, so that no
 second is counted twice, then sums the actions into the phases a user thinks in. The cost is two
 ``perf_counter`` calls per hook call, a few microseconds per training step.
+
+The times are host times: the timer adds no synchronisation. On a GPU a step's kernels run after
+the host has queued them, and their time lands on whatever waits for them next: the non-finite
+loss check, which reads the loss every step and is charged to the training steps for that reason
+(``timing_phase``), or else the progress bar or the epoch's end. Read the GPU breakdown's phases
+as where the host waited, and the training speed (timed with synchronisation) as the speed.
 """
 
 from __future__ import annotations
@@ -54,6 +60,9 @@ def process_start_time() -> float | None:
 
 
 def _callback_phase(callback: L.Callback) -> str:
+    declared = getattr(callback, "timing_phase", None)  # a callback that says where its time belongs
+    if declared in PHASES:
+        return declared
     module = type(callback).__module__
     if module.startswith("layerscope.insight"):
         return "insight"
