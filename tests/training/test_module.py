@@ -175,3 +175,31 @@ def test_evaluation_losses_are_averaged_over_every_process(stage: str) -> None:
         module._evaluate((images, labels), stage)
     loss_calls = [c for c in log.call_args_list if c.args[0] == f"{stage}/loss"]
     assert len(loss_calls) == 1 and loss_calls[0].kwargs["sync_dist"] is True
+
+
+@pytest.mark.parametrize(("local_loss", "any_bad", "stops"), [
+    (float("nan"), True, "the loss became nan"),
+    (0.5, True, "the loss became NaN or infinite on another process"),
+    (0.5, False, None),
+])
+def test_every_process_stops_at_the_step_where_any_loss_went_bad(
+    local_loss: float, any_bad: bool, stops: str | None
+) -> None:
+    """Under DDP the processes agree (any of them) before one stops: none is left in a collective."""
+    from types import SimpleNamespace
+    from unittest.mock import MagicMock
+
+    from layerscope.errors import UserError
+    from layerscope.training.callbacks import StopOnNonFiniteLoss
+
+    strategy = MagicMock()
+    strategy.reduce_boolean_decision.return_value = any_bad
+    trainer = SimpleNamespace(world_size=2, strategy=strategy, optimizers=[], global_step=7, current_epoch=1,
+                              checkpoint_callbacks=[], callbacks=[])
+    check = StopOnNonFiniteLoss()
+    if stops is None:
+        check.on_train_batch_end(trainer, None, {"loss": torch.tensor(local_loss)}, None, 0)
+    else:
+        with pytest.raises(UserError, match=stops):
+            check.on_train_batch_end(trainer, None, {"loss": torch.tensor(local_loss)}, None, 0)
+    strategy.reduce_boolean_decision.assert_called_once_with(local_loss != local_loss, all=False)

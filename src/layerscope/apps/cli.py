@@ -144,6 +144,8 @@ def run_hydra(
             message = user_error_message(err)
             if message is None:
                 raise
+            if rank_zero_only.rank != 0:  # under DDP every rank stops with it; rank zero says why
+                sys.exit(EXIT_USER_ERROR)
             discard_unfinished_run(Path(HydraConfig.get().runtime.output_dir))
             fail(message)
 

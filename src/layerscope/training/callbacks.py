@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -67,7 +68,9 @@ class StopOnNonFiniteLoss(L.Callback):
     """Stops training at the first NaN or infinite training loss, saying where and why.
 
     Nothing is saved after that step, so the last good checkpoint stays as it was. (The check
-    reads the loss on the host each step; the progress bar already does.)
+    reads the loss on the host each step; the progress bar already does.) Under DDP every process
+    learns whether any process's loss went bad (one small all-reduce per step), so all stop at the
+    same step instead of the others waiting for the stopped one until the collective times out.
     """
 
     # The run's time breakdown charges this check to the training steps: on a GPU, reading the
@@ -78,14 +81,19 @@ class StopOnNonFiniteLoss(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if not isinstance(loss, torch.Tensor) or bool(torch.isfinite(loss).all()):
+        bad = isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss).all())
+        if trainer.world_size > 1:
+            bad = trainer.strategy.reduce_boolean_decision(bad, all=False)  # any process
+        if not bad:
             return
+        value = loss.item() if isinstance(loss, torch.Tensor) else float("nan")
+        became = "became NaN or infinite on another process" if math.isfinite(value) else f"became {value}"
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
         last = last_checkpoint(trainer)
         saved = last is not None and last.path.exists()
         kept = f"the last good checkpoint is {last.path}" if saved else "none was saved yet"
         raise UserError(
-            f"training stopped: the loss became {loss.item()} at step {trainer.global_step} "
+            f"training stopped: the loss {became} at step {trainer.global_step} "
             f"(epoch {trainer.current_epoch}), most likely because the learning rate ({lr:.3g} then) is "
             f"too high: lower optimizer.lr and start again; {kept}"
         )
