@@ -7,6 +7,7 @@ import signal
 from typing import Any
 
 import lightning as L
+import torch
 
 
 class SignalAtStep(L.Callback):
@@ -30,3 +31,14 @@ class SignalAtStep(L.Callback):
 
 
 signal_module = signal
+
+
+class DivergeRanks(L.Callback):
+    """Draws one extra random number on every rank but zero at each training step, so the ranks'
+    random streams (their augmentation) differ, as they do on GPUs, where each has its own generator."""
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_rank > 0:
+            torch.rand(1)

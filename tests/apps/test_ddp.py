@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from tests.apps.test_resume import _assert_same_run, _metrics
 from tests.apps.test_train_cli import run_train
 from tests.conftest import TINY_SHAPES
 
@@ -82,3 +83,25 @@ def test_an_optuna_search_with_ddp_runs_each_trial_once(tmp_path: Path, data_dir
     assert result.stdout.count("Study name: layerscope") == 1, result.stdout[-3000:]
     _assert_each_job_ran_once_on_two_processes(sweep_dir, result.stdout)
     assert (sweep_dir / "optimization_results.yaml").is_file()
+
+
+def test_a_resumed_ddp_run_equals_the_run_made_without_a_stop(tmp_path: Path, data_dir: Path) -> None:
+    """Each rank gets its own random streams back on resume, not rank zero's (made to differ here,
+    as on GPUs). 511 images: unequal halves are evened out (255 each, 3 steps per epoch), where one
+    rank with a step more would wait in its all-reduce for ever."""
+    run_dir, reference = tmp_path / "run", tmp_path / "uninterrupted"
+    ddp = ["debug=fast", *TINY_SHAPES, "data.train_size=511", "model.depth=8", "insight=off", "trainer=ddp",
+           "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=2",
+           "trainer.enable_progress_bar=false", "+callbacks.diverge._target_=tests.apps.faults.DivergeRanks"]
+    fault = ["+callbacks.fault._target_=tests.apps.faults.SignalAtStep", "+callbacks.fault.step=4",
+             "+callbacks.fault.signal=SIGTERM", "+callbacks.fault.rank=0"]
+    stopped = run_train(*ddp, f"hydra.run.dir={run_dir}", *fault, data_dir=data_dir)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["epoch"] == 1 and len(saved["random_state_by_rank"]) == 2  # mid-way through epoch 2
+    resumed = run_train(*ddp, f"hydra.run.dir={run_dir}", "resume=auto", data_dir=data_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    whole = run_train(*ddp, f"hydra.run.dir={reference}", data_dir=data_dir)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    assert _metrics(reference)["steps"] == 6 and _metrics(reference)["train/images"] == 2 * 2 * 3 * 64
+    _assert_same_run(run_dir, reference)

@@ -20,7 +20,10 @@ class ShuffledBatches(Sampler[torch.Tensor]):
     """Yields index tensors, one per batch, so a batch is a single tensor gather.
 
     Shuffles with ``seed + epoch`` and gives each of ``world_size`` processes its own share, so
-    distributed runs need no DistributedSampler.
+    distributed runs need no DistributedSampler. With ``drop_last`` (training) the shares are
+    equal: the last ``size % world_size`` images of each epoch's order are left out, as
+    DistributedSampler does, because a process with one batch fewer would leave the others
+    waiting in the gradient all-reduce of their last step for ever.
     """
 
     def __init__(
@@ -42,6 +45,8 @@ class ShuffledBatches(Sampler[torch.Tensor]):
             order = torch.randperm(self.size, generator=g)
         else:
             order = torch.arange(self.size)
+        if self.drop_last:
+            order = order[: self.size - self.size % self.world_size]
         return order[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[torch.Tensor]:
@@ -54,7 +59,8 @@ class ShuffledBatches(Sampler[torch.Tensor]):
             yield order[start : start + self.batch_size]
 
     def __len__(self) -> int:
-        share = len(range(self.rank, self.size, self.world_size))
+        size = self.size - self.size % self.world_size if self.drop_last else self.size
+        share = len(range(self.rank, size, self.world_size))
         full, rest = divmod(share, self.batch_size)
         return full if self.drop_last or rest == 0 else full + 1
 

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 import signal
 from contextlib import suppress
@@ -88,28 +89,49 @@ def last_checkpoint(trainer: L.Trainer) -> LastCheckpoint | None:
     return next((c for c in trainer.callbacks if isinstance(c, LastCheckpoint)), None)
 
 
+def _random_state() -> dict[str, Any]:
+    """This process's generator states, as plain lists and tensors."""
+    version, state, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": [version, list(state), gauss],
+        "numpy": [kind, torch.from_numpy(keys.copy()), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+    }
+
+
 class RandomState(L.Callback):
     """Saves Python's, NumPy's and torch's (CPU and CUDA) generator states; restores them on resume.
 
-    Stored as plain lists and tensors, so checkpoints still load with ``weights_only=True``.
+    Under DDP every process's states are saved (``random_state_by_rank``: rank zero writes the
+    checkpoint, but each process draws its own augmentation from its own generators, and its GPU's
+    generator lives in it alone) and each process gets its own back. Stored as plain lists and
+    tensors, so checkpoints still load with ``weights_only=True``.
     """
 
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        version, state, gauss = random.getstate()
-        kind, keys, pos, has_gauss, cached = np.random.get_state()
-        checkpoint["random_state"] = {
-            "python": [version, list(state), gauss],
-            "numpy": [kind, torch.from_numpy(keys.copy()), pos, has_gauss, cached],
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
-        }
+        # Every process saves a checkpoint together (Lightning's rule), so gathering here is safe.
+        mine = _random_state()
+        checkpoint["random_state"] = mine
+        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Gathered as torch.save bytes: tensors inside gathered objects do not unpickle here.
+            buffer = io.BytesIO()
+            torch.save(mine, buffer)
+            gathered: list[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(gathered, buffer.getvalue())
+            states = [torch.load(io.BytesIO(data), weights_only=True) for data in gathered]
+            checkpoint["random_state"], checkpoint["random_state_by_rank"] = states[0], states
 
     def on_load_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         saved = checkpoint.get("random_state")
+        by_rank = checkpoint.get("random_state_by_rank")
+        if by_rank and len(by_rank) == trainer.world_size:  # the same number of processes: each its own
+            saved = by_rank[trainer.global_rank]
         if saved is None:  # a checkpoint from before this callback existed
             return
         version, state, gauss = saved["python"]
