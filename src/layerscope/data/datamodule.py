@@ -186,6 +186,7 @@ class ImageDataModule(L.LightningDataModule):
             self.mean, self.std = list(self.mean_config), list(self.std_config)
         self._mean_t = torch.tensor(self.mean)
         self._std_t = torch.tensor(self.std)
+        self._constants: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _fit(self, part: LabelledImages) -> LabelledImages:
         images = match_shape(part.images, self.in_channels, self.image_size)
@@ -296,5 +297,9 @@ class ImageDataModule(L.LightningDataModule):
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 batch -> the normalised float batch the model sees."""
-        mean, std = self._mean_t.to(images.device), self._std_t.to(images.device)
-        return normalise(images, mean, std)
+        # Moved to each device once, not with every batch (a host-to-GPU copy per step otherwise).
+        constants = self._constants.get(images.device)
+        if constants is None:
+            constants = self._constants[images.device] = (self._mean_t.to(images.device),
+                                                          self._std_t.to(images.device))
+        return normalise(images, *constants)
