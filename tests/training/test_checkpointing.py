@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -113,11 +114,13 @@ def test_an_unwritable_folder_is_one_clear_error(tmp_path: Path) -> None:
 
 def test_random_state_round_trips_through_a_weights_only_checkpoint(tmp_path: Path) -> None:
     callback, checkpoint = RandomState(), {}
-    callback.on_save_checkpoint(None, None, checkpoint)  # type: ignore[arg-type]
+    trainer = SimpleNamespace(world_size=1, global_rank=0)  # one process: its own states, as before
+    callback.on_save_checkpoint(trainer, None, checkpoint)  # type: ignore[arg-type]
+    assert "random_state_by_rank" not in checkpoint
     expected = (random.random(), np.random.rand(), torch.rand(3))
     torch.save(checkpoint, tmp_path / "state.ckpt")
     loaded = torch.load(tmp_path / "state.ckpt", weights_only=True)
     random.random(), np.random.rand(), torch.rand(3)  # move every generator on
-    callback.on_load_checkpoint(None, None, loaded)  # type: ignore[arg-type]
+    callback.on_load_checkpoint(trainer, None, loaded)  # type: ignore[arg-type]
     again = (random.random(), np.random.rand(), torch.rand(3))
     assert expected[:2] == again[:2] and torch.equal(expected[2], again[2])
