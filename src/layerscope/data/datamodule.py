@@ -97,7 +97,6 @@ class ResumableLoader(DataLoader):
         self._resume = dict(state)
 
 
-
 def precision_input(trainer: Any, images: torch.Tensor) -> torch.Tensor:
     """Normalised images in the dtype the trainer's precision feeds the model.
 
@@ -107,6 +106,7 @@ def precision_input(trainer: Any, images: torch.Tensor) -> torch.Tensor:
     """
     plugin = getattr(trainer, "precision_plugin", None)
     return images if plugin is None else plugin.convert_input(images)
+
 
 class ImageDataModule(L.LightningDataModule):
     """Holds train/val/test as uint8 tensors; crops, flips and normalises whole batches.
