@@ -19,6 +19,7 @@ from layerscope.data.shapes import concepts, render_with_maps
 from layerscope.insight.dissection import (
     DETECTOR_TYPES,
     NONE,
+    ConceptCodes,
     Dissection,
     OverlapCounter,
     TopQuantile,
@@ -55,15 +56,26 @@ def test_overlaps_match_a_direct_count_at_any_resolution() -> None:
         maps = torch.randn(60, 5, side, side, generator=g).relu()
         threshold = maps.transpose(0, 1).flatten(1).quantile(0.97, dim=1)
         floor = torch.zeros(5)
-        counter = OverlapCounter(threshold, floor, masks.shape[1])
+        codes = ConceptCodes.of(masks)
+        counter = OverlapCounter(threshold, floor, codes.combos)
         for start in range(0, 60, 25):
-            counter.add(maps[start : start + 25], masks[start : start + 25])
+            counter.add(maps[start : start + 25], codes.ids[start : start + 25])
         area = masks.sum(dim=(0, 2, 3)).float()
         up = F.interpolate(maps, size=(32, 32), mode="bilinear", align_corners=False)
         on = (up >= threshold[None, :, None, None]) & (up > 0)
         inter = torch.einsum("ncp,nkp->ck", on.flatten(2).float(), masks.flatten(2).float())
         union = on.sum(dim=(0, 2, 3)).float()[:, None] + area - inter
         assert torch.allclose(counter.iou(area), inter / union)
+
+
+def test_concept_codes_give_back_every_pixel_s_concepts() -> None:
+    masks, _, _ = _masks(20)
+    many = torch.rand(4, 70, 6, 6, generator=torch.Generator().manual_seed(0)) < 0.1  # too many bits
+    for concept_masks in (masks, many):
+        codes = ConceptCodes.of(concept_masks)
+        rebuilt = codes.combos[codes.ids].permute(0, 3, 1, 2).bool()  # (N, H, W, K) -> (N, K, H, W)
+        assert torch.equal(rebuilt, concept_masks)
+        assert len(torch.unique(codes.combos, dim=0)) == len(codes.combos)  # each combination once
 
 
 def test_labels_and_shares() -> None:

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -13,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 
 from layerscope.insight.capture import trace_anatomy
-from layerscope.insight.weights import WeightsAndGradients
+from layerscope.insight.weights import WeightsAndGradients, log_histogram
 
 
 class _TwoLayers(nn.Module):
@@ -57,3 +58,26 @@ def test_non_finite_gradients_are_left_out_and_counted(
     assert [e.value for e in events.Scalars("gradients/non_finite_layers")] == [1.0, 1.0]
     assert "gradients/norm_by_depth" in events.Tags()["images"]
     assert len(caplog.records) == 1 and "1 layer(s) were not finite" in caplog.records[0].getMessage()
+
+
+def test_histograms_count_every_value_in_its_bucket(tmp_path: Path) -> None:
+    logger = TensorBoardLogger(tmp_path, name="", version="")
+    values = torch.tensor([[-1.0, -0.9, 0.0], [0.1, 0.95, 1.0]])
+    log_histogram(logger.experiment, "h/spread", values, step=3, bins=4)
+    log_histogram(logger.experiment, "h/constant", torch.full((5,), 2.0), step=3, bins=4)
+    logger.experiment.close()
+    events = EventAccumulator(str(tmp_path), size_guidance={"histograms": 0})
+    events.Reload()
+    spread = events.Histograms("h/spread")[0]
+    assert spread.step == 3
+    value = spread.histogram_value
+    assert (value.min, value.max, value.num) == (-1.0, 1.0, 6)
+    assert value.sum == pytest.approx(0.15, abs=1e-6)
+    assert value.sum_squares == pytest.approx(3.7225)
+    # Buckets of width 0.5 from -1, closed on the left as NumPy's (the last also on the right):
+    # [-1, -0.5) holds two values, [-0.5, 0) none, [0, 0.5) two, [0.5, 1] two.
+    assert value.bucket_limit == pytest.approx([-1.0, -0.5, 0.0, 0.5, 1.0])
+    assert value.bucket == [0.0, 2.0, 0.0, 2.0, 2.0]
+    assert value.bucket[1:] == np.histogram(values.numpy(), bins=4)[0].tolist()
+    constant = events.Histograms("h/constant")[0].histogram_value
+    assert (constant.min, constant.num, sum(constant.bucket)) == (2.0, 5, 5.0)

@@ -108,38 +108,68 @@ def active(maps: torch.Tensor, threshold: torch.Tensor, floor: torch.Tensor, siz
     return (maps >= threshold) & (maps > floor)
 
 
+@dataclass
+class ConceptCodes:
+    """Each pixel's set of concepts as one number, so an overlap count is one lookup per on-pixel.
+
+    The concepts overlap (an edge pixel also lies in a part and an object), but a sample holds few
+    distinct combinations of them: ``shapes`` about a hundred of 2^18.
+    """
+
+    ids: torch.Tensor  # int64 (N, H, W): the index of each pixel's combination of concepts
+    combos: torch.Tensor  # float64 (M, K): 1 where combination m holds concept k
+
+    @classmethod
+    def of(cls, concepts: torch.Tensor) -> ConceptCodes:
+        """From bool masks (N, K, H, W)."""
+        pixels = concepts.permute(0, 2, 3, 1)  # (N, H, W, K)
+        count = concepts.shape[1]
+        if count < 63:  # each pixel's concepts as the bits of one integer: unique() on numbers is fast
+            bits = 1 << torch.arange(count, dtype=torch.int64, device=concepts.device)
+            codes, ids = torch.unique((pixels.to(torch.int64) * bits).sum(dim=-1), return_inverse=True)
+            combos = (codes[:, None] & bits).ne(0)
+        else:
+            combos, ids = torch.unique(pixels.reshape(-1, count), dim=0, return_inverse=True)
+        return cls(ids.view(concepts.shape[0], *concepts.shape[2:]), combos.double())
+
+
 class OverlapCounter:
     """Sums, over batches, each unit's on-pixels, each concept's pixels and their intersections.
 
     Upsamples only the maps that can reach their threshold somewhere: a bilinear upsampling never
     exceeds the largest value it interpolates, so a map whose peak is below the threshold stays
-    off. At a top quantile of 0.02 that skips most maps, and upsampling is the costly step.
+    off. At a top quantile of 0.02 that skips most maps, and upsampling is the costly step. Counts
+    each unit's on-pixels per combination of concepts (``ConceptCodes``) and turns them into
+    counts per concept at the end: one lookup per on-pixel instead of one per concept.
     """
 
-    def __init__(self, threshold: torch.Tensor, floor: torch.Tensor, concepts: int) -> None:
+    def __init__(self, threshold: torch.Tensor, floor: torch.Tensor, combos: torch.Tensor) -> None:
         self.threshold, self.floor = threshold, floor
-        self.intersection = torch.zeros(len(threshold), concepts, device=threshold.device)
-        self.unit_area = torch.zeros(len(threshold), device=threshold.device)
+        self.combos = combos.to(threshold.device)
+        self.on_by_combo = torch.zeros(  # (C, M) each unit's on-pixels in each combination
+            len(threshold), len(combos), dtype=torch.int64, device=threshold.device
+        )
 
-    def add(self, maps: torch.Tensor, concepts: torch.Tensor) -> None:
-        """``maps`` (B, C, h, w) a layer's output; ``concepts`` bool (B, K, H, W) the images' masks."""
+    def add(self, maps: torch.Tensor, ids: torch.Tensor) -> None:
+        """``maps`` (B, C, h, w) a layer's output; ``ids`` (B, H, W) the images' concept codes."""
         peak = maps.flatten(2).amax(dim=2).float()
         image, unit = torch.nonzero((peak >= self.threshold) & (peak > self.floor), as_tuple=True)
-        on = active(maps[image, unit][None], self.threshold[unit], self.floor[unit], concepts.shape[-1])
+        on = active(maps[image, unit][None], self.threshold[unit], self.floor[unit], ids.shape[-1])
         row, col, pair = torch.nonzero(on[0].permute(1, 2, 0), as_tuple=True)  # memory order: fastest
-        pixel, concept = torch.nonzero(concepts[image[pair], :, row, col], as_tuple=True)  # on and in
-        width = self.intersection.shape[1]
-        counts = torch.bincount(unit[pair[pixel]] * width + concept, minlength=self.intersection.numel())
-        self.intersection += counts.view_as(self.intersection)
-        self.unit_area += torch.bincount(unit[pair], minlength=len(self.unit_area))
+        width = self.on_by_combo.shape[1]
+        combo = ids.to(maps.device)[image[pair], row, col]
+        counts = torch.bincount(unit[pair] * width + combo, minlength=self.on_by_combo.numel())
+        self.on_by_combo += counts.view_as(self.on_by_combo)
 
     def iou(self, concept_area: torch.Tensor) -> torch.Tensor:
         """(C, K) intersection over union, each summed over the sample as in the paper.
 
         ``concept_area`` (K,): each concept's pixels over the same images.
         """
-        union = self.unit_area[:, None] + concept_area.to(self.unit_area) - self.intersection
-        return self.intersection / union.clamp_min(1)
+        intersection = (self.on_by_combo.double() @ self.combos).float()  # exact: integer counts
+        unit_area = self.on_by_combo.sum(dim=1).float()
+        union = unit_area[:, None] + concept_area.to(unit_area) - intersection
+        return intersection / union.clamp_min(1)
 
 
 def label_units(iou: torch.Tensor, iou_threshold: float) -> torch.Tensor:
@@ -207,22 +237,22 @@ def dissect(
                 kept = None
 
     _passes(model, layers, forward, images, batch_size, measure)
-    counters = {index: OverlapCounter(*q.thresholds(), concepts.shape[1]) for index, q in quantiles.items()}
+    codes = ConceptCodes.of(concepts)
+    counters = {index: OverlapCounter(*q.thresholds(), codes.combos) for index, q in quantiles.items()}
     if kept is not None:
         for batch, start in enumerate(range(0, len(images), batch_size)):
             for index, counter in counters.items():
-                maps = kept[index][batch]
-                counter.add(maps, concepts[start : start + batch_size].to(maps.device))
+                counter.add(kept[index][batch], codes.ids[start : start + batch_size])
         kept = None
     else:
         batch_concepts: list[torch.Tensor] = []
 
         def overlap(index: int, output: torch.Tensor) -> None:
             if index in counters:
-                counters[index].add(output, batch_concepts[0].to(output.device))
+                counters[index].add(output, batch_concepts[0])
 
         def with_concepts(start: int) -> None:
-            batch_concepts[:] = [concepts[start : start + batch_size]]
+            batch_concepts[:] = [codes.ids[start : start + batch_size]]
 
         _passes(model, layers, forward, images, batch_size, overlap, with_concepts)
     concept_area = concepts.transpose(0, 1).flatten(1).sum(dim=1, dtype=torch.float32)
