@@ -121,3 +121,19 @@ def test_chart_margins_are_measured_once_per_tag_and_size(tmp_path: Path) -> Non
         render.fit_margins(SummaryWriter(tmp_path / "other"), "c", chart(4.0)[0])  # another run
     assert tight.call_count == 3  # once for 4 inches, once for 5, once for the other run
     writer.close()
+
+
+def test_captions_sit_in_the_margin_beside_their_rows_and_leave_the_picture_as_it_is() -> None:
+    picture = torch.full((3, 60, 40), 0.5)
+    pixels = render.captioned(picture, [(10, "first row"), (50, "second")], "a title", margin=100)
+    top = pixels.shape[0] - 60
+    assert pixels.shape == (top + 60, 140, 3) and top > 0
+    assert np.array_equal(pixels[top:, 100:], render.as_pixels(picture))  # pasted pixel for pixel
+    dark = pixels[:, :100].min(axis=2) < 128  # text in the margin
+
+    def inked(rows: slice) -> bool:
+        return bool(dark[rows].any())
+
+    assert inked(slice(top + 4, top + 16)) and inked(slice(top + 44, top + 56))  # beside each row
+    assert not inked(slice(top + 20, top + 40))  # nothing between them
+    assert (pixels[:top].min(axis=2) < 128).any()  # the title above

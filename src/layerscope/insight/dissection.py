@@ -42,10 +42,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
@@ -440,8 +440,8 @@ class Dissection(EpochView):
         render.log_figure(writer, "dissection/detectors_by_depth", figure, step)
         detectors = best_detectors(layers, len(concepts.names))
         if detectors:
-            figure = self._rows(trainer, pl_module, images, concepts.names, detectors, step)
-            render.log_figure(writer, "dissection/best_detectors", figure, step, fit=False)
+            picture = self._rows(trainer, pl_module, images, concepts.names, detectors, step)
+            render.log_image(writer, "dissection/best_detectors", picture, step)
         table = self._table(layers, concepts.names, concepts.kinds, len(images))
         writer.add_text("dissection/detectors", table, step)
 
@@ -468,26 +468,18 @@ class Dissection(EpochView):
     def _rows(
         self, trainer: L.Trainer, pl_module: L.LightningModule, images: torch.Tensor, names: list[str],
         detectors: list[Detector], step: int,
-    ) -> Figure:
+    ) -> np.ndarray:
         """A row per concept: its best unit's on-region over the images that excite the unit most."""
         rows = detector_pictures(trainer, pl_module, images, detectors, self.images_per_detector)
         size = images.shape[-1]
-        picture = render.grid(rows)
-        tile = 2 * size + 2
-        # At 100 dpi one picture pixel is one figure pixel; the captions get a fixed margin on the left.
-        caption, title = 3.6, 0.4  # inches
-        width, height = caption + picture.shape[-1] / 100, title + picture.shape[-2] / 100
-        figure, axes = render.new_figure(width, height)
-        figure.subplots_adjust(left=caption / width, right=1, bottom=0, top=1 - title / height)
-        axes.imshow(picture.permute(1, 2, 0).numpy())
-        axes.set_yticks(
-            [2 + tile * r + size for r in range(len(detectors))],
-            [f"{names[d.concept]}: {layer_tag(d.layer.index, d.layer.name)} unit {d.unit}, IoU {d.iou:.2f}"
-             for d in detectors], fontsize=8,
-        )
-        axes.set_xticks([])
-        axes.set_title(f"Epoch {step}: each concept's best detector, bright where it is on", fontsize=9)
-        return figure
+        tile = 2 * size + 2  # a picture drawn at twice its size, and the grid's padding
+        captions = [
+            (2 + tile * r + size,
+             f"{names[d.concept]}: {layer_tag(d.layer.index, d.layer.name)} unit {d.unit}, IoU {d.iou:.2f}")
+            for r, d in enumerate(detectors)
+        ]
+        title = f"Epoch {step}: each concept's best detector, bright where it is on"
+        return render.captioned(render.grid(rows), captions, title, margin=360)
 
     def _table(self, layers: list[LayerDissection], names: list[str], kinds: list[str], images: int) -> str:
         lines = [

@@ -9,6 +9,7 @@ against 11 ms and 196 KB for one grid).
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import weakref
@@ -16,10 +17,11 @@ import weakref
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib import font_manager
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 
@@ -117,6 +119,33 @@ def log_image(writer: SummaryWriter, tag: str, picture: torch.Tensor | np.ndarra
         height=height, width=width, colorspace=channels, encoded_image_string=png_bytes(pixels)
     )
     writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+
+
+@functools.lru_cache(maxsize=8)
+def _font(pixels: int) -> ImageFont.FreeTypeFont:
+    """Matplotlib's own sans-serif font (it ships with matplotlib), ``pixels`` high."""
+    return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), pixels)
+
+
+def captioned(
+    picture: torch.Tensor, captions: list[tuple[int, str]], title: str, margin: int, text_pixels: int = 11,
+) -> np.ndarray:
+    """``picture`` (3, H, W) in [0, 1] under a ``title``, with a white ``margin`` on its left holding
+    ``captions`` (each centred on its row ``y`` of the picture), as uint8 pixels (H', W', 3).
+
+    Drawn by Pillow, not matplotlib: for pictures shown pixel for pixel that only need text beside
+    them, about a tenth of the time of a figure with tick labels.
+    """
+    font, title_font = _font(text_pixels), _font(text_pixels + 2)
+    top = 2 * (text_pixels + 2)
+    pixels = as_pixels(picture)
+    canvas = Image.new("RGB", (margin + pixels.shape[1], top + pixels.shape[0]), "white")
+    canvas.paste(Image.fromarray(pixels), (margin, top))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((canvas.width // 2, top // 2), title, fill="black", font=title_font, anchor="mm")
+    for y, text in captions:
+        draw.text((margin - 6, top + y), text, fill="black", font=font, anchor="rm")
+    return np.asarray(canvas)
 
 
 def figure_pixels(figure: Figure) -> np.ndarray:
