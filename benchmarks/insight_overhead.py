@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from layerscope.training.hardware import machine_line
+from layerscope.training.timing import insight_cost
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,10 +40,10 @@ def run(choice: str, args: argparse.Namespace, folder: Path) -> dict[str, float]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = json.loads((folder / "metrics.json").read_text())
     events = sum(f.stat().st_size for f in (folder / "tensorboard").glob("events.out.tfevents.*"))
-    views = metrics["seconds_by_phase"]["insight"]
+    cost = insight_cost(metrics)
     return {"epoch_s": metrics["fit_seconds"] / args.epochs, "events_mb": events / 1e6,
-            "img_per_s": metrics["train/img_per_s"], "views_s": views,
-            "views_share": views / (metrics["fit_seconds"] - views)}
+            "img_per_s": metrics["train/img_per_s"], "views_s": cost["views_s"], "once_s": cost["once_s"],
+            "views_share": cost["run_share"], "epoch_share": cost["epoch_share"]}
 
 
 def main() -> None:
@@ -74,7 +75,9 @@ def main() -> None:
     if "default" in median:
         views = median["default"]
         print(f"the views' own time in the default runs: {views['views_s']:.1f} s, "
-              f"{views['views_share']:.1%} of the rest of the fit")
+              f"{views['views_share']:.1%} of the rest of the fit; per epoch "
+              f"{views['epoch_share']:.1%} (without the {views['once_s']:.1f} s spent once per run, "
+              "before the first step and after the last)")
 
 
 if __name__ == "__main__":

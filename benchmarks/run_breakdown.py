@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from layerscope.training.hardware import machine_line
-from layerscope.training.timing import PHASES
+from layerscope.training.timing import PHASES, insight_cost
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,14 +76,19 @@ def main() -> None:
     print(f"| {'---':28s} | ---: | ---: |")
     for phase, seconds in rows:
         print(f"| {phase:28s} | {seconds:7.1f} | {seconds / wall:5.1%} |")
-    insight = dict(rows)["insight"]
-    print(f"\nThe insight views: {insight:.1f} s, {insight / (wall - insight):.1%} of the time outside them "
-          "(the views' budget: 5 %)\n")
-    print(f"| {'view':28s} | seconds | share of the time outside insight |")
+    cost = {key: median(insight_cost(r)[key] for r in runs) for key in insight_cost(runs[0])}
+    outside = cost["outside_s"]
+    print(f"\nThe insight views: {cost['views_s']:.1f} s, {cost['run_share']:.1%} of the {outside:.1f} s "
+          f"of the fit outside them; per epoch {cost['epoch_share']:.1%} (the {cost['once_s']:.1f} s spent "
+          "once per run left out; the views' budget: 5 % of the epoch time)\n")
+    moments = runs[0].get("insight_seconds_by_moment", {})
+    print(" | ".join(f"{moment}: {median(r['insight_seconds_by_moment'][moment] for r in runs):.1f} s"
+                     for moment in moments) + "\n")
+    print(f"| {'view':28s} | seconds | share of the fit outside the views |")
     print(f"| {'---':28s} | ---: | ---: |")
     for view in runs[0].get("insight_seconds_by_view", {}):
         seconds = median(r["insight_seconds_by_view"].get(view, 0.0) for r in runs)
-        print(f"| {view:28s} | {seconds:7.1f} | {seconds / (wall - insight):5.1%} |")
+        print(f"| {view:28s} | {seconds:7.1f} | {seconds / outside:5.1%} |")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(
         {"overrides": args.overrides, "runs": runs, "median_seconds": dict(rows)}, indent=2))

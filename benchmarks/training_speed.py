@@ -4,6 +4,7 @@
     python benchmarks/training_speed.py --model fast        # the same for conf/model/fast.yaml
     python benchmarks/training_speed.py --steps 60 --repeats 1
     python benchmarks/training_speed.py --ablations         # + rows that undo one default each
+    python benchmarks/training_speed.py --device cuda       # every row and the peak on the GPU
 
 Every row trains the same network (conf/model/deep.yaml, ResNet-20, unless --model names another
 file of conf/model/) on Fashion-MNIST with the
@@ -24,6 +25,12 @@ alternate within each repeat, so that noise from other work on the machine hits 
 table holds medians. The same run measures the machine's fp32 matmul peak and counts the FLOPs
 of one training step (forward and backward) with ``torch.utils.flop_counter``, so that each row's
 achieved FLOP/s can be read as a share of that peak.
+
+Every row, and the peak, run on one device: ``--device`` (default ``auto``: the GPU where there
+is one, else the CPU). On a GPU the raw loop keeps the uint8 training set in GPU memory, the usual
+recipe's loader pins its batches, layerscope runs with ``trainer.accelerator=gpu``, and every
+timing waits for the GPU to finish (``torch.cuda.synchronize``). All rows compute in fp32 (on a
+GPU with PyTorch's defaults: TF32 convolutions, full-fp32 matrix products), the bf16 row aside.
 """
 
 from __future__ import annotations
@@ -71,19 +78,28 @@ def optimizer_and_schedule(model: nn.Module, steps: int) -> tuple[torch.optim.Op
     return optimizer, one_cycle(optimizer, total_steps=steps)
 
 
+def wait_for(device: torch.device) -> None:
+    """Block until the device has finished the work queued so far (a GPU runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def timed_steps(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], model: nn.Module, steps: int,
-                channels_last: bool, warmup: int = 0, bf16: bool = False) -> float:
-    """Train ``warmup`` untimed steps, then ``steps`` timed ones; returns the timed seconds."""
+                channels_last: bool, device: torch.device, warmup: int = 0, bf16: bool = False) -> float:
+    """Train ``warmup`` untimed steps, then ``steps`` timed ones on ``device``; returns the timed seconds."""
+    model = model.to(device)
     optimizer, schedule = optimizer_and_schedule(model, steps + warmup)
     model.train()
     started = None
     for images, labels in batches:
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         if started is None and warmup == 0:
+            wait_for(device)
             started = time.perf_counter()
         warmup -= 1
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = F.cross_entropy(model(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -94,13 +110,16 @@ def timed_steps(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], model: nn.
             if steps == 0:
                 break
     assert started is not None and steps == 0, "ran out of data"
+    wait_for(device)
     return time.perf_counter() - started
 
 
-def raw_loop(steps: int, data: dict[str, Any], model_config: dict[str, Any], compile: bool = False,
-             channels_last: bool = True, bf16: bool = False) -> float:
-    images, labels, mean, std = data["images"], data["labels"], data["mean"], data["std"]
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+def raw_loop(steps: int, data: dict[str, Any], model_config: dict[str, Any], device: torch.device,
+             compile: bool = False, channels_last: bool = True, bf16: bool = False) -> float:
+    # The whole uint8 training set on the device (47 MB for Fashion-MNIST): no copies per step.
+    images, labels = data["images"].to(device), data["labels"].to(device)
+    mean, std = data["mean"].to(device), data["std"].to(device)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0)).to(device)
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, len(order) - BATCH + 1, BATCH):
@@ -111,15 +130,17 @@ def raw_loop(steps: int, data: dict[str, Any], model_config: dict[str, Any], com
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if not compile:
-        return steps * BATCH / timed_steps(batches(), model, steps, channels_last, bf16=bf16)
+        return steps * BATCH / timed_steps(batches(), model, steps, channels_last, device, bf16=bf16)
     started = time.perf_counter()
-    seconds = timed_steps(batches(), torch.compile(model), steps, channels_last=True, warmup=3)
+    seconds = timed_steps(batches(), torch.compile(model), steps, channels_last=True, device=device, warmup=3)
     print(f"  torch.compile + 3 warm-up steps took {time.perf_counter() - started - seconds:.1f} s",
           flush=True)
     return steps * BATCH / seconds
 
 
-def usual_recipe(steps: int, data: dict[str, Any], model_config: dict[str, Any], root: Path) -> float:
+def usual_recipe(
+    steps: int, data: dict[str, Any], model_config: dict[str, Any], root: Path, device: torch.device
+) -> float:
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
@@ -128,15 +149,22 @@ def usual_recipe(steps: int, data: dict[str, Any], model_config: dict[str, Any],
         transforms.ToTensor(), transforms.Normalize(data["mean"].tolist(), data["std"].tolist()),
     ])
     dataset = datasets.FashionMNIST(str(root), train=True, transform=transform, download=False)
-    loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=2, drop_last=True)
-    return steps * BATCH / timed_steps(iter(loader), build_model(model_config), steps, channels_last=False)
+    loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=2, drop_last=True,
+                        pin_memory=device.type == "cuda")
+    return steps * BATCH / timed_steps(
+        iter(loader), build_model(model_config), steps, channels_last=False, device=device
+    )
 
 
-def layerscope_run(steps: int, model: str, insight: str, folder: Path, *extra: str) -> tuple[float, float]:
-    """(training images/s, whole wall time in s) of one ``python train.py`` run."""
+def layerscope_run(
+    steps: int, model: str, insight: str, folder: Path, device: torch.device, *extra: str
+) -> tuple[float, float]:
+    """(training images/s, whole wall time in s) of one ``python train.py`` run on ``device``."""
     shutil.rmtree(folder, ignore_errors=True)
+    accelerator = "gpu" if device.type == "cuda" else "cpu"
     command = [
         sys.executable, str(REPO / "train.py"), "data=fashion_mnist", f"model={model}",
+        f"trainer.accelerator={accelerator}", "trainer.precision=32-true",
         f"insight={insight}", f"data.train_size={steps * BATCH}", "data.val_size=1000",
         "trainer.max_epochs=1", "test=false", "trainer.enable_progress_bar=false",
         f"hydra.run.dir={folder}", *extra,
@@ -147,16 +175,36 @@ def layerscope_run(steps: int, model: str, insight: str, folder: Path, *extra: s
     return json.loads((folder / "metrics.json").read_text())["train/img_per_s"], wall
 
 
-def matmul_peak(n: int = 4096, repeats: int = 10) -> float:
-    """fp32 FLOP/s of a large square matrix product: what the machine's BLAS reaches at best."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(device: torch.device, repeats: int = 10) -> float:
+    """fp32 FLOP/s of a large square matrix product on ``device``: what its BLAS reaches at best."""
+    n = 8192 if device.type == "cuda" else 4096  # a GPU needs more work to be timed above its noise
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b  # warm-up
     times = []
     for _ in range(repeats):
+        wait_for(device)
         started = time.perf_counter()
         a @ b
+        wait_for(device)
         times.append(time.perf_counter() - started)
     return 2 * n**3 / statistics.median(times)
+
+
+def choose_device(name: str) -> torch.device:
+    """``auto``: the GPU where there is one, else the CPU; ``cuda`` without one ends the benchmark."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: PyTorch sees no CUDA GPU here; use --device cpu")
+    return torch.device(name)
+
+
+def device_line(device: torch.device) -> str:
+    """The machine, and the GPU the rows ran on where they did."""
+    line = f"{machine_line()}, {torch.get_num_threads()} threads"
+    if device.type == "cuda":
+        line += f"; every row on {torch.cuda.get_device_name(device)}"
+    return line
 
 
 def training_flops_per_image(model_config: dict[str, Any]) -> float:
@@ -193,43 +241,49 @@ def main() -> None:
     parser.add_argument("--ablations", action="store_true",
                         help="add rows that undo one default each: NCHW memory format, bf16 autocast, "
                              "2 loader workers")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="where every row and the matmul peak run (auto: the GPU if there is one)")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "benchmarks" / "training_speed")
     args = parser.parse_args()
+    device = choose_device(args.device)
     model = model_config(args.model)
     torch.manual_seed(0)
     data = load_fashion(args.out / "torchvision")
     rows: dict[str, Callable[[], float]] = {
-        "raw loop": lambda: raw_loop(args.steps, data, model),
-        "usual recipe": lambda: usual_recipe(args.steps, data, model, args.out / "torchvision"),
+        "raw loop": lambda: raw_loop(args.steps, data, model, device),
+        "usual recipe": lambda: usual_recipe(args.steps, data, model, args.out / "torchvision", device),
     }
     if args.compile:
-        rows["raw loop, torch.compile"] = lambda: raw_loop(args.steps, data, model, compile=True)
+        rows["raw loop, torch.compile"] = lambda: raw_loop(args.steps, data, model, device, compile=True)
     walls: dict[str, list[float]] = {"insight=off": [], "insight=default": []}
     for insight in ("off", "default"):
         def run(insight: str = insight) -> float:
-            speed, wall = layerscope_run(args.steps, args.model, insight, args.out / f"layerscope-{insight}")
+            speed, wall = layerscope_run(
+                args.steps, args.model, insight, args.out / f"layerscope-{insight}", device
+            )
             walls[f"insight={insight}"].append(wall)
             return speed
         rows[f"layerscope, insight={insight}"] = run
     if args.ablations:  # each default undone on its own: what it is worth here
-        rows["raw loop, NCHW"] = lambda: raw_loop(args.steps, data, model, channels_last=False)
-        rows["raw loop, bf16 autocast"] = lambda: raw_loop(args.steps, data, model, bf16=True)
+        rows["raw loop, NCHW"] = lambda: raw_loop(args.steps, data, model, device, channels_last=False)
+        rows["raw loop, bf16 autocast"] = lambda: raw_loop(args.steps, data, model, device, bf16=True)
         rows["layerscope, 2 loader workers"] = lambda: layerscope_run(
-            args.steps, args.model, "off", args.out / "layerscope-workers", "data.num_workers=2")[0]
+            args.steps, args.model, "off", args.out / "layerscope-workers", device, "data.num_workers=2")[0]
     speeds: dict[str, list[float]] = {name: [] for name in rows}
     peaks = []
     for repeat in range(args.repeats):
-        peaks.append(matmul_peak())
+        peaks.append(matmul_peak(device))
         for name, row in rows.items():
             speeds[name].append(row())
             print(f"  repeat {repeat + 1}: {name:28s} {speeds[name][-1]:8.1f} images/s", flush=True)
     report(args, model, {k: statistics.median(v) for k, v in speeds.items()}, statistics.median(peaks),
-           training_flops_per_image(model), {k: statistics.median(v) for k, v in walls.items()}, speeds)
+           training_flops_per_image(model), {k: statistics.median(v) for k, v in walls.items()}, speeds,
+           device)
 
 
 def report(args: argparse.Namespace, model: dict[str, Any], speed: dict[str, float], peak: float,
-           flops: float, walls: dict[str, float], raw: dict[str, list[float]]) -> None:
-    machine = f"{machine_line()}, {torch.get_num_threads()} threads"
+           flops: float, walls: dict[str, float], raw: dict[str, list[float]], device: torch.device) -> None:
+    machine = device_line(device)
     print(f"\nmodel={args.model} ({model['_target_']}) on Fashion-MNIST, batch {BATCH}, "
           f"{args.steps} steps x {args.repeats} repeats; {machine}, torch {torch.__version__}")
     print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s; one training image: {flops / 1e6:.1f} MFLOP "
@@ -243,7 +297,8 @@ def report(args: argparse.Namespace, model: dict[str, Any], speed: dict[str, flo
     for name, wall in walls.items():
         print(f"layerscope {name}: {wall:.1f} s per run from process start to finish (median)")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"results-{args.model}.json").write_text(json.dumps(
+    suffix = "-cuda" if device.type == "cuda" else ""  # GPU results beside the CPU ones
+    (args.out / f"results-{args.model}{suffix}.json").write_text(json.dumps(
         {"images_per_s": raw, "matmul_peak_flops": peak, "training_flops_per_image": flops,
          "layerscope_wall_s": walls, "steps": args.steps, "machine": machine,
          "torch": torch.__version__, "model": model}, indent=2))

@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from layerscope.insight.feature_maps import FeatureMaps
 from layerscope.insight.filters import LayerFilters
+from layerscope.insight.layer_story import LayerStory
 from layerscope.training.timing import PHASES, PhaseTimer, breakdown_line
 
 
@@ -80,8 +81,13 @@ def test_insight_time_is_also_charged_to_each_view() -> None:
     spend_in(timer, f"[Callback]{filters.state_key}.on_validation_epoch_end", 0.5)
     spend_in(timer, f"[Callback]{timer.state_key}.on_validation_epoch_end", 0.125)  # not a view
     timer.on_validation_end(None, None)
-    assert timer.view_seconds() == {"LayerFilters": 0.75, "FeatureMaps": 0.5}  # the costliest first
-    assert sum(timer.view_seconds().values()) == timer.seconds(total=2.0)["insight"]
+    spend_in(timer, f"[Callback]{maps.state_key}.on_train_end", 0.25)
+    story = LayerStory()  # drawn at the start and after the last epoch only: once per run
+    timer.setup(SimpleNamespace(callbacks=[filters, maps, story, timer]), None, "fit")
+    spend_in(timer, f"[Callback]{story.state_key}.on_validation_epoch_end", 1.0)
+    assert timer.view_seconds() == {"LayerStory": 1.0, "FeatureMaps": 0.75, "LayerFilters": 0.75}
+    assert sum(timer.view_seconds().values()) == timer.seconds(total=3.0)["insight"]
+    assert timer.insight_moments() == {"before training": 0.75, "while training": 0.5, "after training": 1.25}
 
 
 def test_a_phase_is_charged_only_what_the_actions_inside_it_did_not_take() -> None:

@@ -65,7 +65,8 @@ def train(cfg: DictConfig, process_started: float | None = None) -> dict[str, An
     total_seconds = startup + time.perf_counter() - started
     # Where total_seconds went; "start-up" is 0 from Python and for later jobs of a sweep.
     metrics.update(total_seconds=round(total_seconds, 1), seconds_by_phase=timer.seconds(total_seconds),
-                   insight_seconds_by_view=timer.view_seconds())
+                   insight_seconds_by_view=timer.view_seconds(),
+                   insight_seconds_by_moment=timer.insight_moments())
     if trainer.is_global_zero:
         log_hparams(trainer, cfg, metrics)
         write_json_atomic(run_dir / "metrics.json", metrics)

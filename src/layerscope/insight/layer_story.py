@@ -75,6 +75,8 @@ class LayerStory(SampleView):
     views, so it comes after them in ``conf/insight``.
     """
 
+    once_per_run = True  # for the run's time accounting: drawn at the start and the end only
+
     def __init__(
         self, channels: int = 2, patches: int = 4, feature_vis_steps: int = 64, detector_images: int = 3,
         sample_size: int = 2000, max_layers: int = 6, seed: int = 0, file: str = "layer_story.png",

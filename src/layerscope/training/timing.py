@@ -45,6 +45,14 @@ PHASES = (
 # Loop actions that fetch or prepare a training batch rather than learn from it.
 _BATCH_ACTIONS = ("train_dataloader_next", "on_after_batch_transfer", "batch_to_device",
                   "on_before_batch_transfer", "transfer_batch_to_device")
+# When a view's time is spent: once before the first step, while training (after each epoch's
+# validation, every n steps), or once after the last step. The first and last are paid once per
+# run; what is paid while training grows with the epochs. A view that draws only at the start and
+# the end (``once_per_run = True``, the layer story) counts its last drawing as after training.
+INSIGHT_MOMENTS = ("before training", "while training", "after training")
+_MOMENT_OF_HOOK = {"setup": "before training", "on_fit_start": "before training",
+                   "on_train_start": "before training", "on_train_end": "after training",
+                   "on_fit_end": "after training", "teardown": "after training"}
 
 
 def process_start_time() -> float | None:
@@ -90,6 +98,8 @@ class PhaseTimer(L.Callback):
         self._loop = "fit"  # fit | validation | test: whose time it is
         self._callback_phases: dict[str, str] = {}
         self._views: dict[str, float] = defaultdict(float)  # insight seconds per view (callback class)
+        self._moments: dict[str, float] = defaultdict(float)  # insight seconds per INSIGHT_MOMENTS
+        self._once_per_run: set[str] = set()  # state keys of the views that draw only at start and end
 
     # Lightning's actions, through the profiler ---------------------------------------------
     def _open(self, action: str) -> None:
@@ -110,8 +120,11 @@ class PhaseTimer(L.Callback):
             action = self._stack[-1]
             phase = self._phase(action)
             self._totals[phase] += now - self._since
-            if phase == "insight":  # and to the view, so a run says what each view cost
-                self._views[action[len("[Callback]"):].rsplit(".", 1)[0].split("{")[0]] += now - self._since
+            if phase == "insight":  # and to the view and the moment, so a run says what each cost
+                view, _, hook = action[len("[Callback]"):].rpartition(".")
+                self._views[view.split("{")[0]] += now - self._since
+                during = "after training" if view in self._once_per_run else "while training"
+                self._moments[_MOMENT_OF_HOOK.get(hook, during)] += now - self._since
         self._since = now
 
     def _phase(self, action: str) -> str:
@@ -130,6 +143,7 @@ class PhaseTimer(L.Callback):
     # Callback hooks: which loop runs, and what each callback is for -------------------------
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._callback_phases = {c.state_key: _callback_phase(c) for c in trainer.callbacks}
+        self._once_per_run = {c.state_key for c in trainer.callbacks if getattr(c, "once_per_run", False)}
 
     # The sanity check before training runs the validation loop, so these hooks cover it too.
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -166,6 +180,10 @@ class PhaseTimer(L.Callback):
         ranked = sorted(self._views.items(), key=lambda item: -item[1])
         return {view: round(seconds, 2) for view, seconds in ranked}
 
+    def insight_moments(self) -> dict[str, float]:
+        """Insight seconds before, while and after training (their sum is the "insight" phase)."""
+        return {moment: round(self._moments.get(moment, 0.0), 2) for moment in INSIGHT_MOMENTS}
+
     def seconds(self, total: float) -> dict[str, float]:
         """Seconds per phase, every phase in order; "other" also gets what ``total`` leaves over."""
         counted = {phase: self._totals.get(phase, 0.0) for phase in PHASES}
@@ -185,6 +203,20 @@ class _ActionClock(Profiler):
 
     def stop(self, action_name: str) -> None:
         self.timer._close(action_name)
+
+
+def insight_cost(metrics: dict) -> dict[str, float]:
+    """What a run's views cost against the rest of its fit, from its metrics.json.
+
+    ``run_share``: all their time; ``epoch_share``: only what they spend while training (after each
+    epoch, every n steps), the part that grows with the epochs; ``once_s``: what they spend once per
+    run, before the first step (step 0's drawings) and after the last (the layer story, the projector).
+    """
+    views = metrics["seconds_by_phase"]["insight"]
+    outside = metrics["fit_seconds"] - views
+    during = metrics.get("insight_seconds_by_moment", {}).get("while training", views)
+    return {"views_s": views, "outside_s": outside, "once_s": views - during,
+            "run_share": views / outside, "epoch_share": during / outside}
 
 
 def breakdown_line(seconds: dict[str, float]) -> str:
