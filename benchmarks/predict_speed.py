@@ -4,7 +4,9 @@
 
 Exports the checkpoint to both formats (into a temporary folder), then times batch prediction
 of the same random normalised batch in each runtime (median of repeats, after a warm-up), and
-the wall time of ``python predict.py`` on one image from process start to answer.
+the wall time of ``python predict.py`` on one image from process start to answer. Where PyTorch
+sees a CUDA GPU it adds two rows there, timed with synchronisation (a GPU runs asynchronously):
+the model in fp32, and as ``Classifier.predict`` runs it on a GPU (channels-last, under autocast).
 """
 
 from __future__ import annotations
@@ -29,16 +31,39 @@ from layerscope.training.hardware import machine_line
 REPO = Path(__file__).resolve().parents[1]
 
 
+def wait_for(device: torch.device) -> None:
+    """Block until the device has finished the work queued so far."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def images_per_second(
     run: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor, repeats: int
 ) -> float:
-    run(batch)  # warm-up: allocation, first-call compilation
+    run(batch)  # warm-up: allocation, first-call compilation, cuDNN's choice of algorithms
     times = []
     for _ in range(repeats):
+        wait_for(batch.device)
         started = time.perf_counter()
         run(batch)
+        wait_for(batch.device)
         times.append(time.perf_counter() - started)
     return len(batch) / statistics.median(times)
+
+
+def gpu_rows(checkpoint: Path, batch: torch.Tensor, repeats: int) -> dict[str, float]:
+    """The model on the GPU in fp32, and as ``Classifier.predict`` runs it there."""
+    clf = load_classifier(checkpoint, device="cuda")
+    on_gpu = batch.to(clf.device).contiguous(memory_format=torch.channels_last)
+    name = torch.cuda.get_device_name(clf.device)
+    half = str(clf.autocast).removeprefix("torch.")
+
+    def predicting(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cuda", dtype=clf.autocast):
+            return clf.model(x)
+
+    return {f"GPU fp32 ({name})": images_per_second(clf.model, on_gpu, repeats),
+            f"GPU, autocast {half}": images_per_second(predicting, on_gpu, repeats)}
 
 
 def main() -> None:
@@ -71,13 +96,15 @@ def main() -> None:
             subprocess.run([sys.executable, str(REPO / "predict.py"), f"ckpt_path={args.checkpoint}",
                             f"input={image}"], check=True, capture_output=True)
             latencies.append(time.perf_counter() - started)
+        if torch.cuda.is_available():
+            rows.update(gpu_rows(args.checkpoint, batch, args.repeats))
     print(f"{machine_line()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; "
           f"model {type(clf.model).__name__} ({sum(p.numel() for p in clf.model.parameters()):,} params), "
           f"batch {args.batch}")
     base = rows["eager PyTorch"]
     for name, value in rows.items():
-        print(f"{name:22s}{value:10.0f} images/s  {value / base:5.2f}x")
+        print(f"{name:32s}{value:10.0f} images/s  {value / base:5.2f}x")
     print(f"predict.py on one image, process start to answer: median {statistics.median(latencies):.2f} s "
           f"over {len(latencies)} calls")
 

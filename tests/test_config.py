@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,6 +72,8 @@ def test_trainers_instantiate_on_this_machine(
         return
     built = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     assert built.max_epochs == cfg.trainer.max_epochs
+    if trainer == "ddp":  # the collectives' timeout is set, not NCCL's 10-minute default
+        assert built.strategy._timeout == datetime.timedelta(minutes=30)
 
 
 @pytest.mark.parametrize("option", options("data"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -93,3 +94,13 @@ def test_training_shares_are_equal_across_processes() -> None:
     assert len(seen) == len(set(seen.tolist())) == 2 * 3 * 64  # disjoint
     evaluation = [ShuffledBatches(511, 64, shuffle=False, drop_last=False, rank=r, world_size=2) for r in (0, 1)]
     assert sum(len(torch.cat(list(s))) for s in evaluation) == 511  # evaluation keeps every image
+
+
+def test_batches_are_pinned_on_their_way_to_a_gpu_only(data_dir: Path) -> None:
+    dm = make(data_dir)
+    dm.setup()
+    assert not dm.train_dataloader().pin_memory  # no trainer: a CPU run
+    for device, pinned in (("cpu", False), ("cuda", True)):
+        dm.trainer = SimpleNamespace(global_rank=0, world_size=1, strategy=SimpleNamespace(
+            root_device=torch.device(device)))
+        assert dm.train_dataloader().pin_memory is pinned and dm.val_dataloader().pin_memory is pinned

@@ -144,3 +144,13 @@ def test_device_auto_is_the_gpu_where_there_is_one(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert choose_device("auto") == "cuda"
     assert trainer_placement("auto") == {"accelerator": "gpu", "devices": 1}
+
+
+def test_predictions_use_16_bits_on_a_gpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from layerscope.inference.loading import inference_autocast
+
+    assert inference_autocast(torch.device("cpu")) is None  # fp32, as eval.py computes
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert inference_autocast(torch.device("cuda")) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)  # before Ampere: fp16
+    assert inference_autocast(torch.device("cuda", 1)) == torch.float16

@@ -177,6 +177,18 @@ def test_evaluation_losses_are_averaged_over_every_process(stage: str) -> None:
     assert len(loss_calls) == 1 and loss_calls[0].kwargs["sync_dist"] is True
 
 
+def test_the_learning_rate_is_logged_from_the_host_without_a_copy_to_the_device() -> None:
+    from unittest.mock import patch
+
+    module = classifier("deep")
+    module.optimizers = lambda: torch.optim.SGD(module.parameters(), lr=0.1)  # type: ignore[method-assign]
+    with patch.object(ImageClassifier, "log") as log:
+        module.training_step((torch.randn(4, 3, 16, 16), torch.arange(4) % 4), 0)
+    (lr,) = [c.args[1] for c in log.call_args_list if c.args[0] == "train/lr"]
+    # A CPU tensor stays on the CPU in Lightning's results, where a float would become a GPU tensor.
+    assert isinstance(lr, torch.Tensor) and lr.device.type == "cpu" and lr.item() == pytest.approx(0.1)
+
+
 @pytest.mark.parametrize(("local_loss", "any_bad", "stops"), [
     (float("nan"), True, "the loss became nan"),
     (0.5, True, "the loss became NaN or infinite on another process"),

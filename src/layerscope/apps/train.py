@@ -20,6 +20,7 @@ from layerscope.files import remove_unfinished
 from layerscope.inference.loading import check_fits, read_checkpoint
 from layerscope.inference.trust import current_targets
 from layerscope.insight.hparams import log_hparams
+from layerscope.training import gpu
 from layerscope.training.callbacks import TrainSpeedMonitor
 from layerscope.training.precision import resolve as resolve_precision
 from layerscope.training.timing import PhaseTimer, breakdown_line, process_start_time
@@ -57,11 +58,16 @@ def train(cfg: DictConfig, process_started: float | None = None) -> dict[str, An
         module = _build_module(cfg, datamodule.info, resume_from)
         precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
         trainer = _build_trainer(cfg, timer, precision.precision)
+        device = trainer.strategy.root_device
+        float32 = gpu.set_float32_precision(cfg.get("float32_matmul_precision", "high"), device)
+        gpu.check_compile(bool(cfg.module.get("compile")), device)
     with ranks_run_this_job_only(trainer.num_devices * trainer.num_nodes):
         fit_seconds = _fit(trainer, module, datamodule, resume_from)
         metrics = _test_best_checkpoint(cfg, trainer, module, datamodule, timer)
     metrics.update(_run_facts(cfg, trainer, module, datamodule.name, fit_seconds))
     metrics.update(precision=precision.precision, precision_reason=precision.reason)
+    if device.type == "cuda":  # what only a GPU run has to say
+        metrics.update(float32_matmul_precision=float32, gpu_peak_memory_gib=gpu.peak_memory_gib(device))
     total_seconds = startup + time.perf_counter() - started
     # Where total_seconds went; "start-up" is 0 from Python and for later jobs of a sweep.
     metrics.update(total_seconds=round(total_seconds, 1), seconds_by_phase=timer.seconds(total_seconds),

@@ -250,6 +250,7 @@ class ImageDataModule(L.LightningDataModule):
             raise RuntimeError("call setup() before asking for a data loader")
         rank = self.trainer.global_rank if self.trainer is not None else 0
         world = self.trainer.world_size if self.trainer is not None else 1
+        on_gpu = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
         sampler = ShuffledBatches(
             len(part), self.batch_size if train else self.eval_batch_size, shuffle=train,
             drop_last=train and len(part) // world >= self.batch_size,
@@ -258,6 +259,8 @@ class ImageDataModule(L.LightningDataModule):
         return ResumableLoader(
             TensorDataset(part.images, part.labels), sampler=sampler, batch_size=None,
             num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+            # Batches in page-locked memory on the way to a GPU: the copy can overlap the last step.
+            pin_memory=on_gpu,
             # Each new iterator draws a worker seed from this generator, not from torch's global
             # one, which augmentation uses: so a resumed run draws exactly the same numbers.
             generator=torch.Generator().manual_seed(self.seed),

@@ -103,7 +103,10 @@ class ImageClassifier(L.LightningModule):
         self.train_acc(logits, labels)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        # As a CPU tensor: Lightning would turn a Python float into a tensor on the model's device,
+        # a host-to-GPU copy that waits for the queued work at every step.
+        lr = torch.tensor(self.optimizers().param_groups[0]["lr"])
+        self.log("train/lr", lr, on_step=True, on_epoch=False)
         return loss
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
