@@ -29,7 +29,7 @@ On the default run's trained ResNet-20 (``benchmarks/dissection_sample_size.py``
 samples of each size) stage 2's mean share of part detectors ranged over 40-51 % between samples of
 150 images, 38-45 % between samples of 300 and 38-45 % between samples of 500: 300 images halve
 the spread of 150, and more images do not narrow it further, while the time grows with the images
-(0.58 s for 150, 0.99 s for 300, 1.76 s for 500 on two cores).
+(0.58 s for 150, 0.91 s for 300, 1.48 s for 500 on two cores).
 """
 
 from __future__ import annotations
