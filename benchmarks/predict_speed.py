@@ -26,15 +26,10 @@ from PIL import Image
 
 from layerscope.inference import load_classifier
 from layerscope.inference.export import export_onnx, export_torchscript
+from layerscope.training.gpu import synchronize
 from layerscope.training.hardware import machine_line
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def wait_for(device: torch.device) -> None:
-    """Block until the device has finished the work queued so far."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def images_per_second(
@@ -43,10 +38,10 @@ def images_per_second(
     run(batch)  # warm-up: allocation, first-call compilation, cuDNN's choice of algorithms
     times = []
     for _ in range(repeats):
-        wait_for(batch.device)
+        synchronize(batch.device)
         started = time.perf_counter()
         run(batch)
-        wait_for(batch.device)
+        synchronize(batch.device)
         times.append(time.perf_counter() - started)
     return len(batch) / statistics.median(times)
 

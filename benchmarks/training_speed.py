@@ -55,7 +55,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from layerscope.data.augment import channel_stats, normalise, random_crop_flip
 from layerscope.data.torchvision_sets import DEBIAN_FASHION_MNIST, IdxSource
+from layerscope.inference.loading import choose_device
 from layerscope.models import build_model
+from layerscope.training.gpu import synchronize
 from layerscope.training.hardware import machine_line
 from layerscope.training.module import weight_decay_groups
 from layerscope.training.schedules import one_cycle
@@ -78,12 +80,6 @@ def optimizer_and_schedule(model: nn.Module, steps: int) -> tuple[torch.optim.Op
     return optimizer, one_cycle(optimizer, total_steps=steps)
 
 
-def wait_for(device: torch.device) -> None:
-    """Block until the device has finished the work queued so far (a GPU runs asynchronously)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def timed_steps(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], model: nn.Module, steps: int,
                 channels_last: bool, device: torch.device, warmup: int = 0, bf16: bool = False) -> float:
     """Train ``warmup`` untimed steps, then ``steps`` timed ones on ``device``; returns the timed seconds."""
@@ -94,7 +90,7 @@ def timed_steps(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], model: nn.
     for images, labels in batches:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         if started is None and warmup == 0:
-            wait_for(device)
+            synchronize(device)
             started = time.perf_counter()
         warmup -= 1
         if channels_last:
@@ -110,7 +106,7 @@ def timed_steps(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], model: nn.
             if steps == 0:
                 break
     assert started is not None and steps == 0, "ran out of data"
-    wait_for(device)
+    synchronize(device)
     return time.perf_counter() - started
 
 
@@ -182,21 +178,20 @@ def matmul_peak(device: torch.device, repeats: int = 10) -> float:
     a @ b  # warm-up
     times = []
     for _ in range(repeats):
-        wait_for(device)
+        synchronize(device)
         started = time.perf_counter()
         a @ b
-        wait_for(device)
+        synchronize(device)
         times.append(time.perf_counter() - started)
     return 2 * n**3 / statistics.median(times)
 
 
-def choose_device(name: str) -> torch.device:
-    """``auto``: the GPU where there is one, else the CPU; ``cuda`` without one ends the benchmark."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
+def benchmark_device(name: str) -> torch.device:
+    """``--device``: ``auto`` as everywhere (``choose_device``); ``cuda`` without one ends the benchmark."""
+    device = torch.device(choose_device(name))
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: PyTorch sees no CUDA GPU here; use --device cpu")
-    return torch.device(name)
+    return device
 
 
 def device_line(device: torch.device) -> str:
@@ -245,7 +240,7 @@ def main() -> None:
                         help="where every row and the matmul peak run (auto: the GPU if there is one)")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "benchmarks" / "training_speed")
     args = parser.parse_args()
-    device = choose_device(args.device)
+    device = benchmark_device(args.device)
     model = model_config(args.model)
     torch.manual_seed(0)
     data = load_fashion(args.out / "torchvision")

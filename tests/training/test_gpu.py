@@ -53,3 +53,12 @@ def test_peak_memory_is_read_on_the_gpu_only(monkeypatch: pytest.MonkeyPatch) ->
     assert gpu.peak_memory_gib(torch.device("cpu")) is None
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: 3 * 2**29)
     assert gpu.peak_memory_gib(CUDA) == 1.5
+
+
+def test_timings_wait_for_the_gpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    waited: list[torch.device] = []
+    monkeypatch.setattr(torch.cuda, "synchronize", waited.append)
+    gpu.synchronize(torch.device("cpu"))
+    assert waited == []  # nothing queued on a CPU
+    gpu.synchronize(CUDA)
+    assert waited == [CUDA]

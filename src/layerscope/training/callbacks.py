@@ -11,6 +11,7 @@ import torch
 
 from layerscope.errors import UserError
 from layerscope.training.checkpointing import last_checkpoint
+from layerscope.training.gpu import synchronize
 
 
 class TrainSpeedMonitor(L.Callback):
@@ -29,8 +30,7 @@ class TrainSpeedMonitor(L.Callback):
         self._epoch_images = 0
 
     def _now(self, trainer: L.Trainer) -> float:
-        if trainer.strategy.root_device.type == "cuda":
-            torch.cuda.synchronize(trainer.strategy.root_device)
+        synchronize(trainer.strategy.root_device)
         return time.perf_counter()
 
     def on_train_batch_start(

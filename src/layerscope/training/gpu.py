@@ -56,6 +56,13 @@ def check_compile(compile: bool, device: torch.device) -> None:
         )
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait until ``device`` has finished the work queued on it: a GPU runs after the host queues
+    its kernels, so a clock read without this times the queueing. A CPU has nothing to wait for."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def peak_memory_gib(device: torch.device) -> float | None:
     """The most GPU memory this process's tensors held on ``device`` (GiB), None off the GPU."""
     if device.type != "cuda":
