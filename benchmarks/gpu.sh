@@ -14,6 +14,6 @@ if not torch.cuda.is_available():
     sys.exit("benchmarks/gpu.sh: PyTorch sees no CUDA GPU on this machine; run it where it does")
 print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}")
 PY
-python benchmarks/training_speed.py --device cuda --repeats 3
+python benchmarks/training_speed.py --device cuda --repeats 3 --steps 300  # 100 steps last 0.3 s there
 python benchmarks/run_breakdown.py --repeats 3 --out outputs/benchmarks/gpu_fashion_fast experiment=fashion_fast trainer=gpu
 python benchmarks/run_breakdown.py --out outputs/benchmarks/gpu_default model=deep trainer=gpu

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from layerscope.training.hardware import machine_line
 from layerscope.training.timing import PHASES, insight_cost
 
@@ -68,8 +70,9 @@ def main() -> None:
     rows = table(runs)
     wall = rows[-1][1]
     median = statistics.median
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
     print(f"\npython train.py {' '.join(args.overrides)}: {args.repeats} run(s) on "
-          f"{machine_line()}, {runs[0]['epochs']} epochs, "
+          f"{machine_line()}{gpu}, {runs[0]['epochs']} epochs, "
           f"{median(r['train/img_per_s'] for r in runs):.1f} training images/s, "
           f"test/acc {median(r.get('test/acc') or 0.0 for r in runs):.4f}\n")
     print(f"| {'phase':28s} | seconds | share of wall time |")

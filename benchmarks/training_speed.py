@@ -84,6 +84,8 @@ def timed_steps(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], model: nn.
                 channels_last: bool, device: torch.device, warmup: int = 0, bf16: bool = False) -> float:
     """Train ``warmup`` untimed steps, then ``steps`` timed ones on ``device``; returns the timed seconds."""
     model = model.to(device)
+    if device.type == "cuda":  # the first steps on a GPU pay for kernel choice and memory pools
+        warmup = max(warmup, 3)
     optimizer, schedule = optimizer_and_schedule(model, steps + warmup)
     model.train()
     started = None
