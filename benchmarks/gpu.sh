@@ -3,7 +3,7 @@
 #   bash benchmarks/gpu.sh
 # 1. the training-speed table with every row and the matmul peak on the GPU (fp32);
 # 2. experiment=fashion_fast on the GPU with trainer=gpu (precision auto: bf16 or fp16 mixed),
-#    3 runs: wall time, test accuracy, where the time went;
+#    seeds 1, 2, 3: wall time, test accuracy, where the time went;
 # 3. the default run (model=deep on shapes) on the GPU, once, with the views on.
 # Each script prints its table and names the GPU; the results also land in outputs/benchmarks/.
 set -euo pipefail
@@ -15,5 +15,5 @@ if not torch.cuda.is_available():
 print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}")
 PY
 python benchmarks/training_speed.py --device cuda --repeats 3 --steps 300  # 100 steps last 0.3 s there
-python benchmarks/run_breakdown.py --repeats 3 --out outputs/benchmarks/gpu_fashion_fast experiment=fashion_fast trainer=gpu
+python benchmarks/run_breakdown.py --seeds 1 2 3 --out outputs/benchmarks/gpu_fashion_fast experiment=fashion_fast trainer=gpu
 python benchmarks/run_breakdown.py --out outputs/benchmarks/gpu_default model=deep trainer=gpu

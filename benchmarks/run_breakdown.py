@@ -3,14 +3,15 @@
     python benchmarks/run_breakdown.py                        # the default run: model=deep
     python benchmarks/run_breakdown.py experiment=fashion_fast
     python benchmarks/run_breakdown.py --repeats 3 debug=fast
+    python benchmarks/run_breakdown.py --seeds 1 2 3 experiment=fashion_fast
 
 Runs ``python train.py OVERRIDES`` as a user would (a new process each time), times it from
 launch to exit, and prints the phases that the run itself recorded in metrics.json
 (``seconds_by_phase``: start-up, data set-up, building, batches, training steps, validation,
 insight, checkpoints, progress bar, test, other) with their shares of the wall time, plus the
 time between the run's last line and the process's exit, then what each insight view took
-(``insight_seconds_by_view``) against the time outside the views. With ``--repeats`` above 1,
-each figure is the median over the runs.
+(``insight_seconds_by_view``) against the time outside the views. With ``--repeats`` above 1 or
+several ``--seeds``, each figure is the median over the runs.
 """
 
 from __future__ import annotations
@@ -60,18 +61,23 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", default=["model=deep"],
                         help="train.py overrides (default: model=deep, the README's first run)")
     parser.add_argument("--repeats", type=int, default=1, help="runs; figures are medians over them")
+    parser.add_argument("--seeds", type=int, nargs="+",
+                        help="one run per seed (seed=S added to the overrides) instead of --repeats "
+                             "runs of the same seed")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "benchmarks" / "run_breakdown")
     args = parser.parse_args()
     runs = []
-    for repeat in range(args.repeats):
-        runs.append(one_run(args.overrides, args.out / f"run-{repeat}"))
+    per_run = [[f"seed={seed}"] for seed in args.seeds] if args.seeds else [[]] * args.repeats
+    for repeat, extra in enumerate(per_run):
+        runs.append(one_run([*args.overrides, *extra], args.out / f"run-{repeat}"))
         print(f"  run {repeat + 1}: {runs[-1]['wall_seconds']:.1f} s, test/acc {runs[-1].get('test/acc')}",
               flush=True)
     rows = table(runs)
     wall = rows[-1][1]
     median = statistics.median
     gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    print(f"\npython train.py {' '.join(args.overrides)}: {args.repeats} run(s) on "
+    seeds = f" (seeds {' '.join(map(str, args.seeds))})" if args.seeds else ""
+    print(f"\npython train.py {' '.join(args.overrides)}: {len(runs)} run(s){seeds} on "
           f"{machine_line()}{gpu}, {runs[0]['epochs']} epochs, "
           f"{median(r['train/img_per_s'] for r in runs):.1f} training images/s, "
           f"test/acc {median(r.get('test/acc') or 0.0 for r in runs):.4f}\n")
