@@ -14,8 +14,10 @@ from tests.apps.test_train_cli import run_train
 from tests.conftest import TINY_SHAPES
 
 # 512 images in batches of 64: 8 steps per epoch, 16 in all; last.ckpt also every 3 steps.
+# In fp32 whatever trainer.precision=auto would choose on this machine; bf16 has its own test below.
 RUN = ["debug=fast", *TINY_SHAPES, "model.depth=8", "trainer.max_epochs=2", "insight=off",
-       "callbacks.last_checkpoint.every_n_train_steps=3", "trainer.enable_progress_bar=false"]
+       "callbacks.last_checkpoint.every_n_train_steps=3", "trainer.enable_progress_bar=false",
+       "trainer.precision=32-true"]
 FAULT = "+callbacks.fault._target_=tests.apps.faults.SignalAtStep"
 
 
@@ -62,6 +64,23 @@ def test_sigkill_mid_epoch_then_resume_auto_continues_exactly(
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"Resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in resumed.stderr + resumed.stdout
     _assert_same_run(run_dir, reference)
+
+
+def test_a_bf16_run_killed_mid_epoch_resumes_bit_for_bit(tmp_path: Path) -> None:
+    # bf16-mixed is what trainer.precision=auto picks on processors with bf16 units: a resumed run
+    # must match its uninterrupted twin there too (same precision, same kernels, same order).
+    data_dir = tmp_path / "data"
+    bf16 = [*RUN, "trainer.precision=bf16-mixed"]
+    reference, run_dir = tmp_path / "uninterrupted", tmp_path / "run"
+    assert run_train(*bf16, f"hydra.run.dir={reference}", data_dir=data_dir).returncode == 0
+    crashed = run_train(*bf16, f"hydra.run.dir={run_dir}", FAULT, "+callbacks.fault.step=10",
+                        data_dir=data_dir)
+    assert crashed.returncode == -9
+    resumed = run_train(*bf16, f"hydra.run.dir={run_dir}", "resume=auto", data_dir=data_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _metrics(run_dir)["precision"] == "bf16-mixed"
+    _assert_same_run(run_dir, reference)
+    assert _weights(run_dir)["model.fc.weight"].dtype == torch.float32  # fp32 master weights
 
 
 @pytest.mark.parametrize(("name", "exit_code"), [("SIGTERM", 143), ("SIGINT", 130)])

@@ -14,8 +14,10 @@ EPOCHS = 2
 DEPTH = 8  # ResNet-8: 8 named layers
 LAYERS = ["01_stem", "02_stage1.block1.conv1", "03_stage1.block1.conv2", "04_stage2.block1.conv1",
           "05_stage2.block1.conv2", "06_stage3.block1.conv1", "07_stage3.block1.conv2", "08_fc"]
+# fp32 on every machine (trainer.precision=auto would pick bf16 on some): the expected values hold
+# alike everywhere; the bf16 runs are tests of their own (tests/training/test_precision.py).
 SMALL_RUN = [*TINY_SHAPES, f"model.depth={DEPTH}", f"trainer.max_epochs={EPOCHS}", "data.batch_size=100",
-             "trainer.num_sanity_val_steps=0"]
+             "trainer.num_sanity_val_steps=0", "trainer.precision=32-true"]
 SMALL_INSIGHT = ["insight.weights.every_n_steps=4", "insight.top_patches.sample_size=150",
                  "insight.probes.sample_size=150", "insight.layer_story.sample_size=150",
                  "insight.layer_story.feature_vis_steps=4",

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from layerscope.training.precision import choose_precision, resolve
+from tests.conftest import CONF
 from tests.insight.conftest import SMALL_INSIGHT, _train
 
 NO_UNITS = frozenset({"avx2", "avx512f"})
@@ -38,18 +40,28 @@ def test_an_explicit_precision_always_wins(requested: str | int) -> None:
     assert choice.precision == str(requested) and choice.reason == "as set in trainer.precision"
 
 
-def test_a_bf16_run_keeps_fp32_weights_records_its_precision_and_draws_its_views(
+def test_a_bf16_run_keeps_fp32_weights_records_its_precision_and_its_views_change_nothing(
     tmp_path: Path, data_dir: Path
 ) -> None:
-    metrics = _train(tmp_path, data_dir, "trainer.precision=bf16-mixed", "trainer.max_epochs=1",
-                     *SMALL_INSIGHT)
-    recorded = json.loads((tmp_path / "metrics.json").read_text())
+    runs = {choice: tmp_path / choice for choice in ("default", "off")}
+    bf16 = ["trainer.precision=bf16-mixed", "trainer.max_epochs=1"]
+    metrics = _train(runs["default"], data_dir, *bf16, *SMALL_INSIGHT)
+    _train(runs["off"], data_dir, *bf16, "insight=off")
+    recorded = json.loads((runs["default"] / "metrics.json").read_text())
     assert recorded["precision"] == "bf16-mixed"
     assert recorded["precision_reason"] == "as set in trainer.precision"
     assert metrics["precision"] == "bf16-mixed"
-    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-    assert {t.dtype for t in state.values() if t.is_floating_point()} == {torch.float32}
-    assert (tmp_path / "layer_story.png").exists()  # the views drew under bf16
+    states = [torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+              for run in runs.values()]
+    assert {t.dtype for t in states[0].values() if t.is_floating_point()} == {torch.float32}
+    assert (runs["default"] / "layer_story.png").exists()  # the views drew under bf16
+    different = [key for key in states[0] if not torch.equal(states[0][key], states[1][key])]
+    assert not different, f"the views changed a bf16 run: {different[:5]}"
+
+
+def test_the_default_precision_is_auto() -> None:
+    config = OmegaConf.load(CONF / "trainer" / "default.yaml")
+    assert config.precision == "auto"
 
 
 def test_auto_records_what_it_chose_on_this_machine(tmp_path: Path, data_dir: Path) -> None:

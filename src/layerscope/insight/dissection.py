@@ -24,7 +24,8 @@ after two short epochs (72 % accuracy), 0.005 labels 0-12 % of stage-1 units as 
 default run's checkpoint found, at 0.02, edge detectors in stage 1, part detectors peaking in
 stage 2 and object detectors dominating stage 3. The IoU threshold stays the paper's 0.04.
 
-The default sample is 300 validation images, dissected before training and after every epoch.
+The default sample is 300 validation images, dissected before training, after every second epoch
+and after the last (``insight.dissection.every_n_epochs``).
 On the default run's trained ResNet-20 (``benchmarks/dissection_sample_size.py``, four disjoint
 samples of each size) stage 2's mean share of part detectors ranged over 40-51 % between samples of
 150 images, 38-45 % between samples of 300 and 38-45 % between samples of 500: 300 images halve

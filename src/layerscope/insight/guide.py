@@ -78,8 +78,9 @@ held inf or NaN at a logged step (under fp16 mixed precision, a step the loss sc
 get no histogram or norm at that step.
 """,
     "06_probes_abstraction": """
-**SCALARS > probe, IMAGES > probe/accuracy_vs_depth and probe/parts_vs_depth.** After each epoch
-a linear classifier (a probe) is fitted on each layer's pooled outputs (every channel's mean and
+**SCALARS > probe, IMAGES > probe/accuracy_vs_depth and probe/parts_vs_depth.** Before training,
+after every second epoch and after the last (`insight.probes.every_n_epochs`), a linear classifier
+(a probe) is fitted on each layer's pooled outputs (every channel's mean and
 maximum over the image) and scored on held-out images: for the object class and, on the shapes
 data set, for whether each part (circle, ring, bar...) is anywhere in the image. A high score
 means the information can be read off that layer linearly. The probes say *whether* a layer holds
@@ -96,6 +97,7 @@ whose best IoU clears the threshold is labelled an edge, part or object detector
 `dissection/<type>/NN_layer` is the share of a layer's units of each type, the chart shows all
 layers side by side, `dissection/best_detectors` the best unit for each concept on a few images,
 and TEXT `dissection/detectors` every labelled unit. Step 0 is the untrained network: compare.
+It runs before training, after every second epoch and after the last (`insight.dissection.every_n_epochs`).
 """,
     "08_projector_and_feature_vis": """
 **PROJECTOR: the validation images as points**, once at the end of training: each image placed by
