@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from layerscope.apps.overrides import check_command_line
+from layerscope.training.precision import resolve
 from tests.conftest import CONF, TINY_SHAPES
 
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
@@ -70,7 +71,9 @@ def test_trainers_instantiate_on_this_machine(
     if trainer == "gpu":
         assert cfg.trainer.accelerator == "gpu"  # building it needs a GPU
         return
-    built = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    # As train.py builds it: trainer.precision=auto is resolved first (Lightning has no "auto").
+    precision = resolve(cfg.trainer.precision, cfg.trainer.accelerator).precision
+    built = instantiate(cfg.trainer, precision=precision, logger=False, enable_checkpointing=False)
     assert built.max_epochs == cfg.trainer.max_epochs
     if trainer == "ddp":  # the collectives' timeout is set, not NCCL's 10-minute default
         assert built.strategy._timeout == datetime.timedelta(minutes=30)

@@ -256,6 +256,7 @@ def test_eval_reports_what_training_reported_with_test_time_views(tmp_path: Path
     assert result.returncode == 0, result.stderr
     evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert evaluated["test_time_flip"] is True and evaluated["test_time_shift"] == 1
+    assert evaluated["precision"] == trained["precision"]  # auto chooses alike for both on one machine
     assert evaluated["test/acc"] == pytest.approx(trained["test/acc"], abs=1e-6)
     assert evaluated["test/loss"] == pytest.approx(trained["test/loss"], rel=1e-5)
     rows = list(csv.DictReader((tmp_path / "eval" / "predictions.csv").open()))

@@ -28,6 +28,7 @@ from layerscope.inference.loading import (
 )
 from layerscope.inference.trust import DATA_BUILDERS, trusted
 from layerscope.training.module import ImageClassifier
+from layerscope.training.precision import resolve as resolve_precision
 
 ACCELERATORS = {"cpu": "cpu", "cuda": "gpu", "mps": "mps"}  # torch's device types -> Lightning's
 
@@ -93,8 +94,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule.setup("test")
     check_fits(module.hparams["data_info"], datamodule.info, "pass data=... as in the training run")
     kept = KeepLogits()
-    trainer = L.Trainer(**placement, callbacks=[kept], logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False,
+    # The arithmetic the training run chose on this machine (auto), so that eval repeats its figures.
+    precision = resolve_precision(cfg.get("precision", "auto"), placement["accelerator"])
+    trainer = L.Trainer(**placement, precision=precision.precision, callbacks=[kept], logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         default_root_dir=cfg.paths.output_dir)
     results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     logits, labels = torch.cat(kept.logits), datamodule.test.labels
@@ -108,6 +111,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "test/acc": results["test/acc"], "test/loss": results["test/loss"],
         "test/per_class_acc": per_class, "images": len(labels), "data": datamodule.name,
         "test_time_flip": module.test_time_flip, "test_time_shift": module.test_time_shift,
+        "precision": precision.precision, "precision_reason": precision.reason,
         "ckpt_path": str(Path(cfg.ckpt_path).expanduser().resolve()),
     }
     run_dir = Path(cfg.paths.output_dir)

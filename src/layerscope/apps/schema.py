@@ -30,6 +30,7 @@ DECLARED_TYPES: dict[str, tuple[type, ...]] = {
     "data.std": (list,),                           # null: measured on the training split
     "trainer.devices": (int, str, list),           # 2, auto, or [0, 1]
     "trainer.precision": (int, str),               # 32, or bf16-mixed
+    "precision": (int, str),                       # eval.py: 32, or bf16-mixed
     "trainer.benchmark": (bool,),                  # null: Lightning decides
     "trainer.gradient_clip_val": (float,),         # null: no clipping
     "trainer.limit_*_batches": (int, float),       # a number of batches, or a fraction of them
