@@ -63,6 +63,12 @@ def test_models_instantiate(model: str, compose_train: Callable[..., DictConfig]
     assert len(instantiate(cfg.model).named_layers()) >= 3
 
 
+def test_insight_full_probes_and_dissects_after_every_epoch(compose_train: Callable[..., DictConfig]) -> None:
+    default, full = compose_train().insight, compose_train("insight=full").insight
+    assert default.probes.every_n_epochs == default.dissection.every_n_epochs == 2  # kept within budget
+    assert full.probes.every_n_epochs == full.dissection.every_n_epochs == 1  # "more often" means every epoch
+
+
 @pytest.mark.parametrize("trainer", options("trainer"))
 def test_trainers_instantiate_on_this_machine(
     trainer: str, compose_train: Callable[..., DictConfig]

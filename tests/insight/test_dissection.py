@@ -27,7 +27,7 @@ from layerscope.insight.dissection import (
     dissect,
     label_units,
 )
-from tests.insight.conftest import EPOCHS, LAYERS
+from tests.insight.conftest import EPOCHS, EVERY_SECOND_EPOCH, LAYERS
 from tests.insight.test_insight_run import _events
 
 
@@ -146,7 +146,7 @@ def test_a_run_logs_every_dissection_tag_before_training_and_every_second_epoch(
     runs: dict[str, Path]
 ) -> None:
     events = _events(runs["default"])
-    steps = [0, *range(2, EPOCHS + 1, 2)]  # before training, then after every second epoch (the default)
+    steps = EVERY_SECOND_EPOCH
     assert EPOCHS % 2 == 0 and len(steps) < EPOCHS + 1  # so the last epoch is one of them, and one is skipped
     maps = LAYERS[:-1]  # every layer but the classifier outputs a map
     scalars = events.Tags()["scalars"]

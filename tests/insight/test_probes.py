@@ -13,7 +13,7 @@ from layerscope.data.base import ImageSplits, LabelledImages
 from layerscope.data.datamodule import ImageDataModule
 from layerscope.data.shapes import PART_NAMES
 from layerscope.insight.probes import LayerProbes, probe_scores
-from tests.insight.conftest import EPOCHS, LAYERS, logged_pictures
+from tests.insight.conftest import EVERY_SECOND_EPOCH, LAYERS, logged_pictures
 from tests.insight.test_insight_run import _events
 
 
@@ -36,7 +36,7 @@ def test_a_run_logs_every_part_at_every_layer_before_training_and_every_second_e
 ) -> None:
     events = _events(runs["default"])
     scalars = events.Tags()["scalars"]
-    steps = [0, *range(2, EPOCHS + 1, 2)]  # before training, then after every second epoch (the default)
+    steps = EVERY_SECOND_EPOCH
     assert len(PART_NAMES) == 7
     for part in PART_NAMES:
         tags = sorted(t for t in scalars if t.startswith(f"probe/parts/{part}/"))
