@@ -50,6 +50,13 @@ def data_config(cfg: DictConfig) -> Any:
     return trusted(OmegaConf.to_container(merged.data, resolve=True), DATA_BUILDERS, "data", str(saved))
 
 
+def checkpoint_preprocessing(info: dict[str, Any]) -> dict[str, Any]:
+    """The normalisation and evaluation resize the model was trained with, from its checkpoint: the
+    test images must reach the model exactly as the validation images did in training."""
+    resize = info.get("resize_size")  # checkpoints from before it existed resized to the input size
+    return {"mean": list(info["mean"]), "std": list(info["std"]), "resize_size": resize}
+
+
 def trainer_placement(device: str) -> dict[str, Any]:
     """``device=cuda:1`` (or ``auto``: a CUDA GPU where there is one) as Lightning's ``accelerator``
     and ``devices``."""
@@ -90,7 +97,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     data = data_config(cfg)  # checked before anything is built
     module = tested_module(cfg)
     batch_size = {"eval_batch_size": cfg.batch_size} if cfg.batch_size else {}
-    datamodule = instantiate(data, **batch_size)
+    datamodule = instantiate(data, **batch_size, **checkpoint_preprocessing(module.hparams["data_info"]))
     datamodule.setup("test")
     check_fits(module.hparams["data_info"], datamodule.info, "pass data=... as in the training run")
     kept = KeepLogits()

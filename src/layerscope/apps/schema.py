@@ -28,12 +28,18 @@ DECLARED_TYPES: dict[str, tuple[type, ...]] = {
     "data.train_size": (int,),                     # null: every training image
     "data.mean": (list,),                          # null: measured on the training split
     "data.std": (list,),                           # null: measured on the training split
+    "data.num_workers": (int, str),                # 2, or auto
+    "data.photo_augment": (bool, str),             # true, false, or auto
+    "data.resize_size": (int,),                    # null: data.image_size
+    "data.source.memory_budget_gb": (int, float),  # null: half the free memory
     "trainer.devices": (int, str, list),           # 2, auto, or [0, 1]
     "trainer.precision": (int, str),               # 32, or bf16-mixed
     "precision": (int, str),                       # eval.py: 32, or bf16-mixed
     "trainer.benchmark": (bool,),                  # null: Lightning decides
     "trainer.gradient_clip_val": (float,),         # null: no clipping
     "trainer.limit_*_batches": (int, float),       # a number of batches, or a fraction of them
+    "model.weights": (str,),                       # DEFAULT, a weights name, or a state dict's path
+    "model.layers": (int, str),                    # how many layers the views show, or all
     "logger.*.version": (int, str),                # TensorBoard's version folder: version_3, or a name
 }
 

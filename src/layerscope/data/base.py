@@ -1,4 +1,4 @@
-"""What every data source hands to the data module: uint8 image tensors in memory."""
+"""What every data source hands to the data module: uint8 image tensors in memory, or image files."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ from typing import Protocol
 
 import torch
 
+from layerscope.data.image_files import ImageFiles
+
 
 @dataclass
 class LabelledImages:
-    """One split: ``images`` uint8 (N, C, H, W), ``labels`` int64 (N,), optional part labels."""
+    """One split: ``images`` uint8 (N, C, H, W) or the files they decode from, ``labels`` int64 (N,),
+    optional part labels."""
 
-    images: torch.Tensor
+    images: torch.Tensor | ImageFiles
     labels: torch.Tensor
     parts: torch.Tensor | None = None  # uint8 (N, num_parts): 1 where a part is in the image
 
@@ -21,7 +24,8 @@ class LabelledImages:
 
     def subset(self, index: torch.Tensor) -> LabelledImages:
         parts = None if self.parts is None else self.parts[index]
-        return LabelledImages(self.images[index], self.labels[index], parts)
+        images = self.images.select(index) if isinstance(self.images, ImageFiles) else self.images[index]
+        return LabelledImages(images, self.labels[index], parts)
 
 
 @dataclass

@@ -1,17 +1,20 @@
-"""One LightningDataModule for every source: uint8 tensors in memory, augmented a batch at a time."""
+"""One LightningDataModule for every source: uint8 tensors in memory, augmented a batch at a time,
+or image files decoded (and, for photos, augmented) in the loader's worker processes."""
 
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Sampler, TensorDataset
+from torch.utils.data import DataLoader, Sampler
 
 from layerscope.data.augment import channel_stats, match_shape, normalise, random_crop_flip
 from layerscope.data.base import ImageSource, ImageSplits, LabelledImages
+from layerscope.data.image_files import FileBatches, ImageFiles
 from layerscope.data.shapes import ConceptMasks
 from layerscope.errors import UserError, check_int
 
@@ -129,11 +132,13 @@ class ImageDataModule(L.LightningDataModule):
         test_size: int = 10000,
         split_seed: int = 0,
         seed: int = 0,
-        num_workers: int = 0,
+        num_workers: int | str = 0,
         crop_padding: int = 4,
         hflip: bool = True,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        resize_size: int | None = None,
+        photo_augment: bool | str = "auto",
     ) -> None:
         super().__init__()
         check_int("data.batch_size", batch_size)
@@ -141,7 +146,10 @@ class ImageDataModule(L.LightningDataModule):
         check_int("data.train_size", train_size, allow_none=True)
         check_int("data.val_size", val_size)
         check_int("data.test_size", test_size)
-        check_int("data.num_workers", num_workers, minimum=0)
+        if num_workers != "auto":
+            check_int("data.num_workers", num_workers, minimum=0)
+        if photo_augment not in (True, False, "auto"):
+            raise UserError(f"data.photo_augment={photo_augment} must be true, false or auto")
         check_int("data.crop_padding", crop_padding, minimum=0)
         check_int("data.image_size", image_size, minimum=4)
         if in_channels not in (1, 3):
@@ -156,6 +164,9 @@ class ImageDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.crop_padding, self.hflip = crop_padding, hflip
         self.mean_config, self.std_config = mean, std
+        if resize_size is not None and resize_size < image_size:
+            raise UserError(f"data.resize_size={resize_size} must be at least data.image_size={image_size}")
+        self.resize_size, self.photo_augment = resize_size, photo_augment
         self.classes: list[str] = []
         self.part_names: list[str] = []
         self.train: LabelledImages | None = None
@@ -181,16 +192,51 @@ class ImageDataModule(L.LightningDataModule):
         self.classes, self.part_names = list(splits.classes), list(splits.part_names)
         self.train, self.val, self.test = self._split(splits)
         if self.mean_config is None or self.std_config is None:
-            self.mean, self.std = channel_stats(self.train.images)
+            self.mean, self.std = channel_stats(self._stats_images())
         else:
             self.mean, self.std = list(self.mean_config), list(self.std_config)
         self._mean_t = torch.tensor(self.mean)
         self._std_t = torch.tensor(self.std)
         self._constants: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def _fit(self, part: LabelledImages) -> LabelledImages:
+    @property
+    def streamed(self) -> bool:
+        """Whether the splits stay image files, decoded batch by batch (see ``data.source.cache``)."""
+        return isinstance(self.train.images if self.train is not None else None, ImageFiles)
+
+    def _stats_images(self) -> torch.Tensor:
+        """The training images the normalisation is measured on: all of them in memory; 2,000 of
+        them, the same every run, when they stream (plenty for a per-channel mean)."""
+        assert self.train is not None
+        images = self.train.images
+        if isinstance(images, torch.Tensor):
+            return images
+        plain = images.for_training(augment=False)
+        count = min(2000, len(plain))
+        return plain[torch.randperm(len(plain), generator=torch.Generator().manual_seed(0))[:count]]
+
+    def _fit(self, part: LabelledImages, split: str) -> LabelledImages:
+        """A split as it is used: files decoded into memory where the source keeps it there, the
+        training files decoding as training does, tensors converted to the configured shape."""
+        if isinstance(part.images, ImageFiles):
+            files = (part.images.for_training(self._photo_augment()) if split == "train"
+                     else part.images.for_evaluation(self.resize_size))
+            part = LabelledImages(files, part.labels, part.parts)
+            if getattr(self.source, "in_memory", False):
+                part = self.source.materialise(part, split)
+        if isinstance(part.images, ImageFiles):
+            return LabelledImages(part.images, part.labels.long(), part.parts)
         images = match_shape(part.images, self.in_channels, self.image_size)
         return LabelledImages(images, part.labels.long(), part.parts)
+
+    def _photo_augment(self) -> bool:
+        """Photo augmentation (random resized crops of the whole photo) where training images stream:
+        ``auto`` turns it on there; images decoded into memory are already cropped to the input."""
+        streams = not getattr(self.source, "in_memory", True)
+        if self.photo_augment is True and not streams:
+            raise UserError("data.photo_augment=true crops whole photos as they stream from disk: "
+                            "pass data.source.cache=disk too, or data.photo_augment=false")
+        return streams if self.photo_augment == "auto" else bool(self.photo_augment)
 
     def _split(self, splits: ImageSplits) -> tuple[LabelledImages, LabelledImages, LabelledImages]:
         """Carve val (and test, if the source has none) from train with a fixed seed."""
@@ -215,7 +261,7 @@ class ImageDataModule(L.LightningDataModule):
         rest = order[taken:]
         if self.train_size is not None:
             rest = rest[: self.train_size]
-        return self._fit(pool.subset(rest)), self._fit(val), self._fit(test)
+        return self._fit(pool.subset(rest), "train"), self._fit(val, "val"), self._fit(test, "test")
 
     @property
     def info(self) -> dict[str, Any]:
@@ -228,6 +274,7 @@ class ImageDataModule(L.LightningDataModule):
             "part_names": self.part_names,
             "in_channels": self.in_channels,
             "image_size": self.image_size,
+            "resize_size": self.resize_size or self.image_size,
             "mean": self.mean,
             "std": self.std,
         }
@@ -256,15 +303,23 @@ class ImageDataModule(L.LightningDataModule):
             drop_last=train and len(part) // world >= self.batch_size,
             seed=self.seed, rank=rank, world_size=world,
         )
+        workers = self._workers()
         return ResumableLoader(
-            TensorDataset(part.images, part.labels), sampler=sampler, batch_size=None,
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+            FileBatches(part.images, part.labels), sampler=sampler, batch_size=None,
+            num_workers=workers, persistent_workers=workers > 0,
             # Batches in page-locked memory on the way to a GPU: the copy can overlap the last step.
             pin_memory=on_gpu,
             # Each new iterator draws a worker seed from this generator, not from torch's global
             # one, which augmentation uses: so a resumed run draws exactly the same numbers.
             generator=torch.Generator().manual_seed(self.seed),
         )
+
+    def _workers(self) -> int:
+        """``auto``: no worker processes for tensors in memory (a gather needs none); for streamed
+        files as many as there are cores, up to 4, so decoding overlaps the training step."""
+        if self.num_workers != "auto":
+            return int(self.num_workers)
+        return min(4, os.cpu_count() or 1) if self.streamed else 0
 
     def train_dataloader(self) -> DataLoader:
         self._train_loader = self._loader(self.train, train=True)
@@ -292,9 +347,14 @@ class ImageDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test, train=False)
 
+    @property
+    def _augmented_in_loader(self) -> bool:
+        """Whether training images come augmented from the loader (photo crops of streamed files)."""
+        return self.train is not None and isinstance(self.train.images, ImageFiles) and self.train.images.augment
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch
-        if self.trainer is not None and self.trainer.training:
+        if self.trainer is not None and self.trainer.training and not self._augmented_in_loader:
             images = random_crop_flip(images, self.crop_padding, self.hflip)
         return precision_input(self.trainer, self.preprocess(images)), labels
 

@@ -1,21 +1,31 @@
-"""The user's own images: one sub-folder per class, optionally already split into train/val/test."""
+"""The user's own images: one sub-folder per class, optionally already split into train/val/test.
+
+The files are listed, not read, when the data set loads. Where their decoded pixels fit the memory
+budget (``cache=auto``; or always with ``cache=memory``) each split is decoded once into a uint8
+tensor, the fast path for small images; otherwise (``cache=disk``) the splits stay files and every
+batch is decoded when it is needed, in the loader's worker processes, so memory stays flat however
+large the folder is.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from layerscope.data.base import ImageSplits, LabelledImages
+from layerscope.data.image_files import ImageFiles, UnreadableImage, load_image
 from layerscope.errors import UserError
+
+__all__ = ["ImageFolderSource", "UnreadableImage", "class_names", "load_image"]
 
 log = logging.getLogger(__name__)
 SPLIT_FOLDERS = ("train", "val", "test")
-# Refuse absurd files rather than decoding gigapixels into memory.
-Image.MAX_IMAGE_PIXELS = 100_000_000
+CACHES = ("auto", "memory", "disk")
+BAD_FILE_POLICIES = ("skip", "fail")
 
 
 def _class_root(root: Path) -> Path:
@@ -35,75 +45,115 @@ def class_names(root: str | Path) -> list[str]:
     return names
 
 
-class UnreadableImage(UserError):
-    """An image file that cannot be used; the message names the file and says why."""
-
-
-def load_image(path: Path, size: int, channels: int) -> torch.Tensor:
-    """Open, convert and resize (shorter side, then centre crop) to a uint8 (C, size, size)."""
+def available_memory_bytes() -> int:
+    """Memory the system can still hand out (Linux's MemAvailable), else all of physical memory."""
     try:
-        with Image.open(path) as img:
-            if img.width * img.height > Image.MAX_IMAGE_PIXELS:
-                raise UnreadableImage(f"{path}: too large ({img.width}x{img.height} pixels; "
-                                      f"the limit is {Image.MAX_IMAGE_PIXELS:,})")
-            img = img.convert("L" if channels == 1 else "RGB")
-            scale = size / min(img.size)
-            img = img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))))
-            left, top = (img.width - size) // 2, (img.height - size) // 2
-            img = img.crop((left, top, left + size, top + size))
-            array = np.asarray(img, dtype=np.uint8).reshape(size, size, channels)
-    except UnidentifiedImageError as err:
-        raise UnreadableImage(f"{path}: not an image file") from err
-    except Image.DecompressionBombError as err:
-        raise UnreadableImage(f"{path}: too large ({err})") from err
-    except (OSError, ValueError) as err:
-        raise UnreadableImage(f"{path}: unreadable image ({err})") from err
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _listed(bad: list[str]) -> str:
+    return "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
 
 
 class ImageFolderSource:
-    """Loads ``root/<class>/*`` (or ``root/{train,val,test}/<class>/*``) into memory."""
+    """Lists ``root/<class>/*`` (or ``root/{train,val,test}/<class>/*``); decodes into memory or streams.
+
+    ``memory_budget_gb`` (null: half the memory available when the run starts) is what
+    ``cache=auto`` allows the decoded images of all splits together.
+    """
 
     def __init__(
-        self, root: str, image_size: int = 64, in_channels: int = 3, on_bad_file: str = "skip"
+        self, root: str, image_size: int = 64, in_channels: int = 3, on_bad_file: str = "skip",
+        cache: str = "auto", memory_budget_gb: float | None = None,
     ) -> None:
-        if on_bad_file not in ("skip", "fail"):
+        if on_bad_file not in BAD_FILE_POLICIES:
             raise UserError(f"data.source.on_bad_file={on_bad_file} must be skip or fail")
+        if cache not in CACHES:
+            raise UserError(f"data.source.cache={cache} must be one of {', '.join(CACHES)}")
         self.root = Path(root).expanduser()
-        self.image_size = image_size
-        self.in_channels = in_channels
-        self.on_bad_file = on_bad_file
+        self.image_size, self.in_channels = image_size, in_channels
+        self.on_bad_file, self.cache, self.memory_budget_gb = on_bad_file, cache, memory_budget_gb
+        self.in_memory = True  # decided by load()
 
-    def _load_split(self, folder: Path, classes: list[str]) -> LabelledImages:
-        images, labels, bad = [], [], []
+    # --- listing -------------------------------------------------------------------------------
+    def _list_split(self, folder: Path, classes: list[str]) -> LabelledImages:
+        paths, labels, bad = [], [], []
         for label, name in enumerate(classes):
             class_dir = folder / name
             files = sorted(p for p in class_dir.rglob("*") if p.is_file()) if class_dir.is_dir() else []
             for path in files:
-                try:
-                    images.append(load_image(path, self.image_size, self.in_channels))
+                if path.name.startswith("."):
+                    continue
+                problem = self._header_problem(path)
+                if problem:
+                    bad.append(problem)
+                else:
+                    paths.append(path)
                     labels.append(label)
-                except UnreadableImage as err:
-                    bad.append(str(err))
-        if bad:
-            listed = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
-            if self.on_bad_file == "fail":
-                raise UserError(
-                    f"{len(bad)} unreadable files in {folder}: {listed}. Remove them, or pass "
-                    "data.source.on_bad_file=skip to train without them"
-                )
-            log.warning("skipped %d unreadable files in %s: %s", len(bad), folder, listed)
-        if not images:
+        self._report_bad(bad, folder)
+        if not paths:
             raise UserError(f"no readable images in {folder}: put image files in its class folders")
-        return LabelledImages(torch.stack(images), torch.tensor(labels))
+        files = ImageFiles(paths, self.in_channels, self.image_size)
+        return LabelledImages(files, torch.tensor(labels))
+
+    def _header_problem(self, path: Path) -> str | None:
+        """Why ``path`` is no image, from its header alone (fast: no pixels are decoded)."""
+        try:
+            with Image.open(path) as img:
+                img.size  # noqa: B018 - the header is parsed by now
+        except Exception as err:  # PIL raises many kinds for a file that is no image
+            return f"{path}: not an image file ({type(err).__name__})"
+        return None
+
+    def _report_bad(self, bad: list[str], folder: Path) -> None:
+        if not bad:
+            return
+        if self.on_bad_file == "fail":
+            raise UserError(
+                f"{len(bad)} unreadable files in {folder}: {_listed(bad)}. Remove them, or pass "
+                "data.source.on_bad_file=skip to train without them"
+            )
+        log.warning("skipped %d unreadable files in %s: %s", len(bad), folder, _listed(bad))
 
     def load(self, max_train: int | None = None) -> ImageSplits:
         classes = class_names(self.root)
         if not (self.root / "train").is_dir():
-            return ImageSplits(classes, self._load_split(self.root, classes))
-        splits = {
-            s: self._load_split(self.root / s, classes)
-            for s in SPLIT_FOLDERS
-            if (self.root / s).is_dir()
-        }
-        return ImageSplits(classes, splits["train"], splits.get("test"), splits.get("val"))
+            splits = ImageSplits(classes, self._list_split(self.root, classes))
+        else:
+            found = {s: self._list_split(self.root / s, classes)
+                     for s in SPLIT_FOLDERS if (self.root / s).is_dir()}
+            splits = ImageSplits(classes, found["train"], found.get("test"), found.get("val"))
+        self.in_memory = self._fits_in_memory(splits)
+        return splits
+
+    # --- memory or disk ------------------------------------------------------------------------
+    def _fits_in_memory(self, splits: ImageSplits) -> bool:
+        if self.cache != "auto":
+            return self.cache == "memory"
+        count = sum(len(s) for s in (splits.train, splits.val, splits.test) if s is not None)
+        decoded = count * self.in_channels * self.image_size ** 2
+        budget = (self.memory_budget_gb * 2**30 if self.memory_budget_gb is not None
+                  else available_memory_bytes() / 2)
+        fits = decoded <= budget
+        log.info("data.source.cache=auto: %d images decode to %.2f GB, the budget is %.2f GB: %s",
+                 count, decoded / 1e9, budget / 1e9, "decoded into memory" if fits else "streamed from disk")
+        return fits
+
+    def materialise(self, split: LabelledImages, where: str) -> LabelledImages:
+        """A split of files decoded into one uint8 tensor (for the in-memory path)."""
+        files = split.images
+        if not isinstance(files, ImageFiles):
+            return split
+        images, kept, bad = files.decode(range(len(files)))
+        self._report_bad(bad, self.root / where if where != "train" else self.root)
+        if not kept:
+            raise UserError(f"no readable images in the {where} split of {self.root}")
+        index = torch.tensor(kept, dtype=torch.long)
+        parts = None if split.parts is None else split.parts[index]
+        return LabelledImages(images, split.labels[index], parts)

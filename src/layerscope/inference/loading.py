@@ -22,6 +22,7 @@ from layerscope.data.imagefolder import load_image
 from layerscope.errors import UserError
 from layerscope.inference.trust import MODEL_BUILDERS, trusted
 from layerscope.models import build_model
+from layerscope.models.adapted import without_pretrained
 from layerscope.models.layers import layer_hooks, named_layers
 
 ImageLike = str | Path | torch.Tensor
@@ -53,8 +54,13 @@ def run_folder(ckpt_path: str | Path) -> Path:
 
 
 def model_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    """The checkpoint's model config, once every builder it names is one of the project's own."""
-    return trusted(checkpoint["hyper_parameters"]["model_config"], MODEL_BUILDERS, "model_config", str(path))
+    """The checkpoint's model config, once every builder it names is one of the project's own.
+
+    Pretrained weights it names are not fetched again: the checkpoint's own weights replace them.
+    """
+    stored = checkpoint["hyper_parameters"]["model_config"]
+    config = trusted(stored, MODEL_BUILDERS, "model_config", str(path))
+    return without_pretrained(config)
 
 
 def checkpoint_test_views(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
@@ -141,13 +147,15 @@ class Classifier:
         self.classes: list[str] = list(info["classes"])
         self.in_channels: int = info["in_channels"]
         self.image_size: int = info["image_size"]
+        # Checkpoints from before the evaluation resize existed resized to the input size itself.
+        self.resize_size: int = info.get("resize_size") or self.image_size
         self._mean = torch.tensor(info["mean"], device=self.device)
         self._std = torch.tensor(info["std"], device=self.device)
 
     # --- input ---------------------------------------------------------------------------------
     def load(self, path: str | Path) -> torch.Tensor:
         """One image file as the uint8 (C, H, W) the model expects (converted and resized)."""
-        return load_image(Path(path), self.image_size, self.in_channels)
+        return load_image(Path(path), self.image_size, self.in_channels, self.resize_size)
 
     def to_batch(self, images: ImageLike | Sequence[ImageLike]) -> torch.Tensor:
         """Paths or uint8 tensors ((C, H, W) or (N, C, H, W)) -> the normalised float batch."""

@@ -21,6 +21,8 @@ MODEL_BUILDERS = frozenset({
     "layerscope.models.FastResNet",
     "layerscope.models.MLP",
     "layerscope.models.ShallowCNN",
+    "layerscope.models.torchvision_classifier",
+    "layerscope.models.timm_classifier",
 })
 DATA_BUILDERS = frozenset({
     "layerscope.data.datamodule.ImageDataModule",

@@ -98,6 +98,11 @@ def trace_anatomy(model: nn.Module, example: torch.Tensor) -> list[LayerAnatomy]
             state["rf"] += (kernel - 1) * dilation * state["jump"]
             state["start"] += ((kernel - 1) * dilation / 2 - padding) * state["jump"]
             state["jump"] *= stride
+            # A shortcut's strided convolution runs after the main path has already strided: the
+            # chain counts the stride twice, which puts the map's last unit outside the image.
+            width = output.shape[-1] if output.dim() == 4 else 1
+            while state["jump"] > 1 and state["start"] + (width - 1) * state["jump"] > image_size:
+                state["jump"] //= 2
         elif _sees_everything(module):
             state["rf"], state["start"] = image_size, (image_size - 1) / 2
         for name, param in module.named_parameters(recurse=False):

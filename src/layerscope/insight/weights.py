@@ -76,7 +76,7 @@ class WeightsAndGradients(L.Callback):
             raise ValueError(f"every_n_steps={every_n_steps} must be >= 1")
         self.every_n_steps, self.histograms, self.bins = every_n_steps, histograms, bins
         self._anatomy: list[LayerAnatomy] = []
-        self._before: dict[int, torch.Tensor] = {}
+        self._before: dict[int, tuple[str, torch.Tensor]] = {}  # layer -> its weight's name, value
         self._norms: dict[int, float] = {}
         self._said_non_finite = False
 
@@ -109,8 +109,8 @@ class WeightsAndGradients(L.Callback):
                 writer.add_scalar(f"grad_norm/{tag}", self._norms[index], step)
             for name, param in layer.parameters.items():
                 role = parameter_role(name, param)
-                if role == "weight":
-                    self._before[index] = param.detach().clone()
+                if role == "weight":  # the layer's own weight: the last one that runs before its output
+                    self._before[index] = (name, param.detach().clone())
                 if self.histograms and role != "scale":
                     self._histograms(writer, tag, role, param, step)
         writer.add_scalar("gradients/non_finite_layers", non_finite, step)
@@ -138,9 +138,9 @@ class WeightsAndGradients(L.Callback):
             return
         writer = tensorboard_writer(trainer)
         step = trainer.global_step - 1  # the step whose update this was
-        for index, before in self._before.items():
+        for index, (name, before) in self._before.items():
             layer = self._anatomy[index]
-            weight = next(p for n, p in layer.parameters.items() if parameter_role(n, p) == "weight")
+            weight = layer.parameters[name]
             ratio = torch.linalg.vector_norm(weight.detach() - before) / torch.linalg.vector_norm(before)
             writer.add_scalar(f"update_ratio/{layer_tag(index, layer.name)}", ratio.item(), step)
         self._before.clear()

@@ -1,15 +1,21 @@
-"""Model families. Each exposes ``named_layers()``: the layers a learner counts, input side first."""
+"""Model families. Each exposes ``named_layers()``: the layers a learner counts, input side first.
+
+The built-in networks list theirs in their own code; torchvision and timm networks are wrapped by
+``adapted``, which derives the list from a forward pass.
+"""
 
 from typing import Any
 
 from torch import nn
 
+from layerscope.models.adapted import timm_classifier, torchvision_classifier
 from layerscope.models.fast import FastResNet
 from layerscope.models.mlp import MLP
 from layerscope.models.resnet import CifarResNet, cifar_plain, cifar_resnet
 from layerscope.models.shallow import ShallowCNN
 
-__all__ = ["MLP", "CifarResNet", "FastResNet", "ShallowCNN", "build_model", "cifar_plain", "cifar_resnet"]
+__all__ = ["MLP", "CifarResNet", "FastResNet", "ShallowCNN", "build_model", "cifar_plain", "cifar_resnet",
+           "timm_classifier", "torchvision_classifier"]
 
 
 def build_model(model_config: dict[str, Any]) -> nn.Module:

@@ -21,13 +21,29 @@ SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 def weight_decay_groups(model: torch.nn.Module) -> list[dict[str, Any]]:
     """Optimizer parameter groups: weight decay on connection weights, none on the 1-D parameters.
 
-    Decaying biases and BatchNorm scales only hurts accuracy.
+    Decaying biases and BatchNorm scales only hurts accuracy. A model with pretrained layers
+    (``backbone_lr_scale`` below 1) gets those in groups of their own, which carry an ``lr_scale``
+    that :func:`scale_learning_rates` applies: the new head learns at the full rate, the
+    pretrained layers more gently. Frozen parameters are left out.
     """
+    scale = getattr(model, "backbone_lr_scale", 1.0)
+    backbone = {id(p) for p in model.backbone_parameters()} if scale != 1.0 else set()
     params = [p for p in model.parameters() if p.requires_grad]
-    return [
-        {"params": [p for p in params if p.ndim > 1]},
-        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
-    ]
+    groups = []
+    for in_backbone in (False, True):
+        part = [p for p in params if (id(p) in backbone) == in_backbone]
+        extra = {"lr_scale": scale} if in_backbone else {}
+        groups += [{"params": [p for p in part if p.ndim > 1], **extra},
+                   {"params": [p for p in part if p.ndim <= 1], "weight_decay": 0.0, **extra}]
+    # The first group is the one whose lr train/lr reports: keep it even when empty.
+    return groups[:2] + [group for group in groups[2:] if group["params"]]
+
+
+def scale_learning_rates(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """Each group's lr times its ``lr_scale``, before a schedule reads the groups' rates."""
+    for group in optimizer.param_groups:
+        group["lr"] *= group.pop("lr_scale", 1.0)
+    return optimizer
 
 
 class ImageClassifier(L.LightningModule):
@@ -144,7 +160,7 @@ class ImageClassifier(L.LightningModule):
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
             raise RuntimeError("ImageClassifier needs an optimizer factory to train")
-        optimizer = self.optimizer_factory(weight_decay_groups(self.model))
+        optimizer = scale_learning_rates(self.optimizer_factory(weight_decay_groups(self.model)))
         if self.scheduler_factory is None:
             return optimizer
         total_steps = int(self.trainer.estimated_stepping_batches)

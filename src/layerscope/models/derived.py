@@ -1,0 +1,72 @@
+"""The layer list of a model that has no ``named_layers()``: derived once from a forward pass.
+
+A layer is a convolution, or a linear layer that maps a flat vector (the classifier head, an MLP
+layer); linear layers applied at every position of a feature map (a ConvNeXt block's, a vision
+transformer's) are steps inside a layer and not counted. Layers are listed in the order the forward
+pass runs them, input side first, and named by their module path in the network. A 1x1 convolution
+applied to a globally pooled map (the gates of squeeze-and-excitation blocks, in MobileNet and
+EfficientNet) is a step inside a layer too: it sees no picture, only one number per channel.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from layerscope.errors import UserError
+
+Layer = tuple[str, nn.Module]
+
+
+def derive_layers(net: nn.Module, example: torch.Tensor) -> list[Layer]:
+    """``net``'s layers in forward order, found by running ``example`` through it once.
+
+    The pass runs in eval mode without gradients and restores every module's mode, so building a
+    model does not change its BatchNorm statistics or draw random numbers.
+    """
+    names = {id(module): name for name, module in net.named_modules()}
+    order: list[Layer] = []
+    seen: set[int] = set()
+    shapes: list[tuple[int, ...]] = []  # the output shape of each layer in ``order``
+
+    def record(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        counted = isinstance(module, nn.Conv2d) or (isinstance(module, nn.Linear) and output.dim() == 2)
+        if counted and isinstance(module, nn.Conv2d) and order:
+            pooled = inputs[0].shape[-2:] == (1, 1) and module.kernel_size == (1, 1)
+            last_output = shapes[-1]
+            counted = not (pooled and last_output[-2:] != (1, 1))
+        if counted and id(module) not in seen:
+            shapes.append(tuple(output.shape))
+            seen.add(id(module))
+            order.append((names[id(module)], module))
+
+    flags = [(module, module.training) for module in net.modules()]
+    handles = [m.register_forward_hook(record) for m in net.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    try:
+        net.eval()
+        with torch.no_grad():
+            net(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, training in flags:
+            module.training = training
+    if not order:
+        raise UserError(f"{type(net).__name__} has no convolution or linear layer to look at")
+    return order
+
+
+def pick_layers(layers: list[Layer], count: int | str) -> list[Layer]:
+    """``count`` layers spread evenly over the depth (the first and the last always), or ``all``.
+
+    The views draw every layer they are given; a network of 50 or 200 layers would fill TensorBoard
+    with panels and take minutes per epoch, so by default a readable subset is shown.
+    """
+    if count == "all":
+        return list(layers)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 2:
+        raise UserError(f"model.layers={count!r} must be a whole number >= 2 or all")
+    if count >= len(layers):
+        return list(layers)
+    step = (len(layers) - 1) / (count - 1)
+    return [layers[round(i * step)] for i in range(count)]
