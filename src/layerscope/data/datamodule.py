@@ -213,7 +213,7 @@ class ImageDataModule(L.LightningDataModule):
             return images
         plain = images.for_training(augment=False)
         count = min(2000, len(plain))
-        return plain[torch.randperm(len(plain), generator=torch.Generator().manual_seed(0))[:count]]
+        return plain.decode(torch.randperm(len(plain), generator=torch.Generator().manual_seed(0))[:count])[0]
 
     def _fit(self, part: LabelledImages, split: str) -> LabelledImages:
         """A split as it is used: files decoded into memory where the source keeps it there, the

@@ -139,14 +139,19 @@ class ImageFiles:
         return (torch.stack(images) if images else empty), kept, bad
 
     def __getitem__(self, index: int | slice | torch.Tensor | Sequence[int]) -> torch.Tensor:
-        """Decoded images; an unreadable file is a one-line error (the views need every image)."""
+        """Decoded images, one per index. A file that fails to decode (it was listed, so its header
+        was fine) becomes a mid-grey image with a warning: the views index images and labels alike,
+        so none may go missing."""
         if isinstance(index, int):
-            return self.decode_one(index)
-        positions = range(len(self))[index] if isinstance(index, slice) else index
-        images, _, bad = self.decode(list(positions))
-        if bad:
-            raise UnreadableImage(bad[0])
-        return images
+            return self[[index]][0]
+        positions = list(range(len(self))[index]) if isinstance(index, slice) else torch.as_tensor(index)
+        images, kept, bad = self.decode(positions)
+        if not bad:
+            return images
+        log.warning("%d unreadable files shown as grey images: %s", len(bad), "; ".join(bad))
+        filled = torch.full((len(positions), self.channels, self.size, self.size), 128, dtype=torch.uint8)
+        filled[kept] = images
+        return filled
 
 
 class FileBatches(torch.utils.data.Dataset):

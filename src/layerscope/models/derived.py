@@ -28,20 +28,36 @@ def derive_layers(net: nn.Module, example: torch.Tensor) -> list[Layer]:
     order: list[Layer] = []
     seen: set[int] = set()
     shapes: list[tuple[int, ...]] = []  # the output shape of each layer in ``order``
+    gates: list[torch.Tensor] = []  # pooled maps, and what modules made of them: a gate's inputs
+
+    def is_gate(module: nn.Module, given: torch.Tensor) -> bool:
+        if any(given is tensor for tensor in gates):
+            return True
+        # Gates that pool with a function rather than a module (timm's): a 1x1 convolution on a
+        # 1x1 map, where the layer before still had a picture.
+        pooled = given.dim() == 4 and given.shape[-2:] == (1, 1) and module.kernel_size == (1, 1)
+        return pooled and bool(shapes) and shapes[-1][-2:] != (1, 1)
 
     def record(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        counted = isinstance(module, nn.Conv2d) or (isinstance(module, nn.Linear) and output.dim() == 2)
-        if counted and isinstance(module, nn.Conv2d) and order:
-            pooled = inputs[0].shape[-2:] == (1, 1) and module.kernel_size == (1, 1)
-            last_output = shapes[-1]
-            counted = not (pooled and last_output[-2:] != (1, 1))
-        if counted and id(module) not in seen:
-            shapes.append(tuple(output.shape))
+        given = inputs[0] if inputs else None
+        if isinstance(module, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d) or (
+            given is not None and any(given is tensor for tensor in gates)
+        ):
+            gates.append(output)
+        if id(module) in seen or not isinstance(given, torch.Tensor):
+            return
+        if isinstance(module, nn.Conv2d):
+            counted = not is_gate(module, given)
+        else:
+            counted = isinstance(module, nn.Linear) and output.dim() == 2
+        if counted:
             seen.add(id(module))
             order.append((names[id(module)], module))
+            shapes.append(tuple(output.shape))
 
     flags = [(module, module.training) for module in net.modules()]
-    handles = [m.register_forward_hook(record) for m in net.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    leaves = [m for m in net.modules() if next(m.children(), None) is None]
+    handles = [m.register_forward_hook(record) for m in leaves]
     try:
         net.eval()
         with torch.no_grad():
