@@ -87,5 +87,26 @@ def test_predict_evaluate_and_export_the_checkpoint(
     assert exported.returncode == 0, exported.stderr
     metadata = json.loads((tmp_path / "export" / "model.onnx.json").read_text())
     assert metadata["checked"]["max_abs_difference"] < 1e-3
+    assert metadata["preprocessing"]["size"] == metadata["preprocessing"]["resize_size"] == 32
     clf = load_classifier(checkpoint)
     assert clf.predict(torch.zeros(2, 3, 32, 32, dtype=torch.uint8)).probs.shape == (2, len(CLASSES))
+
+
+def test_pretrained_weights_bring_their_preprocessing_into_the_checkpoint(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    imagenet = resnet18(num_classes=1000).state_dict()  # stands for the download: no network in tests
+    monkeypatch.setattr("layerscope.models.pretrained.torchvision_state_dict", lambda arch, weights: imagenet)
+    overrides = [*FAMILIES["resnet18"], "model.weights=DEFAULT", "model.freeze=backbone",
+                 f"data.root={photos}", *SMALL, "insight=off"]
+    train_with([o for o in overrides if not o.startswith("insight.")], output_dir=tmp_path, config_dir=CONF)
+    clf = load_classifier(tmp_path / "checkpoints" / "best.ckpt")
+    assert clf.info["mean"] == pytest.approx([0.485, 0.456, 0.406])  # ResNet18_Weights' own metadata
+    assert clf.info["std"] == pytest.approx([0.229, 0.224, 0.225])
+    assert clf.resize_size == round(32 * 256 / 224)  # its 256 -> 224 resize, scaled to 32 px
+    # Frozen: every weight but the new head is still the pretrained one.
+    assert torch.equal(clf.model.net.layer3[0].conv1.weight, imagenet["layer3.0.conv1.weight"])
+    assert not torch.equal(clf.model.net.fc.weight[:5], imagenet["fc.weight"][:5])

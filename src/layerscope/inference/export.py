@@ -1,7 +1,7 @@
 """A classifier as an ONNX or TorchScript file for serving, checked against PyTorch before it is kept.
 
 The exported model takes the normalised float batch (N, C, H, W) and returns logits; the JSON
-written beside it holds the class names and the preprocessing (size, channels, mean, std), so
+written beside it holds the class names and the preprocessing (resize, crop size, channels, mean, std), so
 a server needs nothing else. The model is written under a temporary name, run on random inputs
 and compared with PyTorch; only a model that passes is renamed into place, with its JSON.
 """
@@ -118,7 +118,9 @@ def _metadata(
     return {
         "format": fmt, "file": file, "input": "images", "output": "logits",
         "input_shape": ["batch", clf.in_channels, clf.image_size, clf.image_size], "classes": clf.classes,
-        "preprocessing": {"channels": clf.in_channels, "size": clf.image_size, "scale": 1 / 255,
+        # resize_size: the shorter side is resized to it, then the centre size x size square taken.
+        "preprocessing": {"channels": clf.in_channels, "size": clf.image_size, "resize_size": clf.resize_size,
+                          "scale": 1 / 255,
                           "mean": clf.info["mean"], "std": clf.info["std"]},
         "checked": {"inputs": check_batch, "max_abs_difference": difference},
         "checkpoint": str(checkpoint.resolve()),
