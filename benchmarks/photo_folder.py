@@ -20,6 +20,7 @@ peak resident memory of the training process and its loader workers together (sa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
@@ -53,10 +54,8 @@ def tree_rss(process: psutil.Process) -> int:
     """Resident memory of a process and all its children (the loader workers), in bytes."""
     total = 0
     for member in [process, *process.children(recursive=True)]:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):  # a worker that has just exited
             total += member.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
     return total
 
 

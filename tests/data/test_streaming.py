@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from layerscope.data.datamodule import ImageDataModule
-from layerscope.data.image_files import FileBatches, ImageFiles, load_image
+from layerscope.data.image_files import FileBatches, ImageFiles, decode_all, load_image
 from layerscope.data.imagefolder import ImageFolderSource
 from layerscope.data.photo_folder import CLASSES, write_photo_folder
 from layerscope.errors import UserError
@@ -101,3 +101,10 @@ def test_a_bad_file_in_a_streamed_folder_costs_one_image_not_the_epoch(
     assert "000000.jpg" in caplog.text
     with pytest.raises(UserError, match=r"notes.txt.*on_bad_file=skip"):
         ImageFolderSource(str(root), image_size=SIZE, cache="disk", on_bad_file="fail").load()
+
+
+def test_decoding_a_folder_into_memory_in_worker_processes_keeps_the_order(photos: Path) -> None:
+    files = ImageFolderSource(str(photos), image_size=SIZE).load().train.images
+    alone, kept_alone, _ = decode_all(files, workers=0)
+    shared, kept_shared, _ = decode_all(files, workers=2, chunk=7)
+    assert torch.equal(alone, shared) and kept_alone == kept_shared == list(range(len(files)))

@@ -350,7 +350,8 @@ class ImageDataModule(L.LightningDataModule):
     @property
     def _augmented_in_loader(self) -> bool:
         """Whether training images come augmented from the loader (photo crops of streamed files)."""
-        return self.train is not None and isinstance(self.train.images, ImageFiles) and self.train.images.augment
+        images = self.train.images if self.train is not None else None
+        return isinstance(images, ImageFiles) and images.augment
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch

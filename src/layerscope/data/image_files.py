@@ -44,7 +44,9 @@ def _open(path: Path, channels: int, short_side: int) -> Image.Image:
         return img.convert("L" if channels == 1 else "RGB")
 
 
-def _decode(path: Path, channels: int, short_side: int, fit: Callable[[Image.Image], Image.Image]) -> torch.Tensor:
+def _decode(
+    path: Path, channels: int, short_side: int, fit: Callable[[Image.Image], Image.Image]
+) -> torch.Tensor:
     try:
         img = fit(_open(path, channels, short_side))
         array = np.asarray(img, dtype=np.uint8).reshape(img.height, img.width, channels)
@@ -174,3 +176,34 @@ class FileBatches(torch.utils.data.Dataset):
         if bad:
             log.warning("skipped %d unreadable files in this batch: %s", len(bad), "; ".join(bad))
         return images, self.labels[index][kept]
+
+
+class _Chunks(torch.utils.data.Dataset):
+    """Chunks of a file list to decode, each with its offset: for :func:`decode_all`'s workers."""
+
+    def __init__(self, files: ImageFiles) -> None:
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, list[int], list[str]]:
+        images, kept, bad = self.files.decode(index)
+        return images, [int(index[k]) for k in kept], bad
+
+
+def decode_all(
+    files: ImageFiles, workers: int, chunk: int = 256
+) -> tuple[torch.Tensor, list[int], list[str]]:
+    """Every file decoded, in order, by ``workers`` processes: the images, the indices of the files
+    they came from, and why the others did not decode."""
+    order = torch.arange(len(files))
+    loader = torch.utils.data.DataLoader(_Chunks(files), sampler=list(order.split(chunk)), batch_size=None,
+                                         num_workers=workers)
+    images, kept, bad = [], [], []
+    for part, part_kept, part_bad in loader:
+        images.append(part)
+        kept += part_kept
+        bad += part_bad
+    empty = torch.empty(0, files.channels, files.size, files.size, dtype=torch.uint8)
+    return (torch.cat(images) if images else empty), kept, bad

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from layerscope.data.base import ImageSplits, LabelledImages
-from layerscope.data.image_files import ImageFiles, UnreadableImage, load_image
+from layerscope.data.image_files import ImageFiles, UnreadableImage, decode_all, load_image
 from layerscope.errors import UserError
 
 __all__ = ["ImageFolderSource", "UnreadableImage", "class_names", "load_image"]
@@ -150,7 +150,8 @@ class ImageFolderSource:
         files = split.images
         if not isinstance(files, ImageFiles):
             return split
-        images, kept, bad = files.decode(range(len(files)))
+        # Decoding is the slow part of loading a folder: spread over the cores.
+        images, kept, bad = decode_all(files, workers=min(4, os.cpu_count() or 1) if len(files) > 512 else 0)
         self._report_bad(bad, self.root / where if where != "train" else self.root)
         if not kept:
             raise UserError(f"no readable images in the {where} split of {self.root}")
