@@ -1,6 +1,6 @@
 """Open a run in TensorBoard in headless Chromium, check the layer views render, save screenshots.
 
-    python docs/screenshots.py outputs/2026-11-26/10-00-00 --out docs/
+    python docs/screenshots.py outputs/2026-11-26/10-00-00_deep_shapes --out docs/
 
 Starts ``tensorboard --logdir RUN`` on 127.0.0.1, opens the IMAGES dashboard filtered to each
 view below, waits until every image of the view has loaded, and saves one PNG per view. Prints a

@@ -59,7 +59,7 @@ DDP_SWEEP = ["debug=fast", *TINY_SHAPES, "model.depth=8", "insight=off", "traine
 
 def _assert_each_job_ran_once_on_two_processes(sweep_dir: Path, stdout: str) -> None:
     jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-    assert [p.name for p in jobs] == ["0", "1"]
+    assert [p.name for p in jobs] == ["0_deep_shapes", "1_deep_shapes"]
     for job in jobs:
         assert json.loads((job / "metrics.json").read_text())["epochs"] == 1
         # Hydra's log of each process of the job: rank zero's, and the one rank Lightning started.

@@ -19,7 +19,9 @@ QUICK = ["debug=fast", *TINY_SHAPES, "insight=off", "trainer.enable_progress_bar
 
 
 def _jobs(sweep_dir: Path) -> list[Path]:
-    return sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    """The job folders of a sweep, in job order: 0_deep_shapes, 1_plain_shapes, ..."""
+    jobs = [p for p in sweep_dir.iterdir() if p.is_dir() and p.name.split("_")[0].isdigit()]
+    return sorted(jobs, key=lambda p: int(p.name.split("_")[0]))
 
 
 def test_a_grid_sweep_runs_every_combination_in_its_own_folder(tmp_path: Path, data_dir: Path) -> None:
@@ -28,7 +30,8 @@ def test_a_grid_sweep_runs_every_combination_in_its_own_folder(tmp_path: Path, d
                        data_dir=data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = _jobs(sweep_dir)
-    assert [p.name for p in jobs] == ["0", "1", "2", "3"]
+    # Each job's folder is named by its number, its model and its data.
+    assert [p.name for p in jobs] == ["0_shallow_shapes", "1_shallow_shapes", "2_mlp_shapes", "3_mlp_shapes"]
     combinations = set()
     for job in jobs:
         overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
@@ -83,7 +86,7 @@ def test_a_sweep_through_submitit_runs_each_job_in_a_process_of_its_own(
     result = run_train(*QUICK, "model=shallow,mlp", "hydra/launcher=submitit_local",
                        f"hydra.sweep.dir={sweep_dir}", "-m", data_dir=data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert [p.name for p in _jobs(sweep_dir)] == ["0", "1"]
+    assert [p.name for p in _jobs(sweep_dir)] == ["0_shallow_shapes", "1_mlp_shapes"]
     for job in _jobs(sweep_dir):
         assert json.loads((job / "metrics.json").read_text())["epochs"] == 1
     assert list((sweep_dir / ".submitit").iterdir())  # submitit's job records

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -11,12 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import DictConfig
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
 
+from layerscope.apps.cli import model_name, register_resolvers
 from layerscope.apps.train import _print_summary, train
 from layerscope.models import build_model
 from layerscope.training.timing import PHASES
-from tests.conftest import REPO, TINY_SHAPES
+from tests.conftest import CONF, REPO, TINY_SHAPES
 
 
 def run_train(*overrides: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -241,3 +244,26 @@ def test_determinism_switches_cudnn_autotuning_off(compose_train: Callable[..., 
             assert torch.backends.cudnn.benchmark is expected
     finally:
         torch.backends.cudnn.benchmark = before
+
+
+@pytest.mark.parametrize(("overrides", "name"), [
+    ([], "deep_shapes"),
+    (["model=plain", "data=mnist"], "plain_mnist"),
+    (["experiment=fashion_deep"], "deep_fashion_mnist"),  # a recipe's choices, not the command line's
+    # model=torchvision and model=timm name their network: model.arch; a timm hub name opens no sub-folder
+    (["model=mlp", "+model.arch=resnet18"], "resnet18_shapes"),
+    (["model=mlp", "+model.arch=hf-hub:timm/resnet18"], "hf-hub-timm-resnet18_shapes"),
+])
+def test_run_folders_are_named_by_model_and_data(overrides: list[str], name: str) -> None:
+    # The whole run, with the folder actually written, is in tests/apps/test_loggers.py.
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, "hydra.job.num=3"], return_hydra_config=True)
+    assert re.fullmatch(rf"outputs/\d{{4}}-\d{{2}}-\d{{2}}/\d{{2}}-\d{{2}}-\d{{2}}_{name}", cfg.hydra.run.dir)
+    assert cfg.hydra.sweep.subdir == f"3_{name}"
+
+
+def test_a_model_without_an_arch_is_named_by_its_option() -> None:
+    assert model_name("timm", OmegaConf.create({"arch": "???"})) == "timm"  # arch not given yet
+    assert model_name("deep", OmegaConf.create({"arch": None, "depth": 20})) == "deep"
+    assert model_name("torchvision", OmegaConf.create({"arch": "convnext_tiny"})) == "convnext_tiny"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import signal
@@ -38,11 +39,33 @@ def default_config_dir() -> Path:
 
 
 def register_resolvers() -> None:
-    """``${imagefolder_classes:${data.root}}``: class count of a folder data set, at compose time."""
-    if not OmegaConf.has_resolver("imagefolder_classes"):
-        OmegaConf.register_new_resolver(
-            "imagefolder_classes", lambda root: len(class_names(root))
-        )
+    """The resolvers the configs use.
+
+    ``${imagefolder_classes:${data.root}}``: class count of a folder data set, at compose time.
+    ``${model_name:${hydra.runtime.choices.model},${model}}``: the model in a run folder's name.
+    ``${folder_name:${paths.output_dir}}``: the run folder's own name (MLflow's run name).
+    """
+    resolvers: dict[str, Callable[..., Any]] = {
+        "imagefolder_classes": lambda root: len(class_names(root)),
+        "model_name": model_name,
+        "folder_name": lambda path: Path(path).name,
+    }
+    for name, resolver in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
+
+
+def model_name(choice: str, model: Any) -> str:
+    """The model in a run folder's name: ``model.arch`` where the config has one, else the option's name.
+
+    ``model=torchvision model.arch=resnet18`` gives resnet18, ``model=deep`` gives deep. Only letters,
+    digits and ``._+-`` are kept (the rest become ``-``): a timm name such as ``hf-hub:timm/resnet18``
+    must not open sub-folders.
+    """
+    name = choice
+    if isinstance(model, DictConfig):
+        name = OmegaConf.select(model, "arch", default=None, throw_on_missing=False) or choice
+    return re.sub(r"[^\w.+-]", "-", str(name))
 
 
 def check_output_folders(overrides: list[str]) -> None:

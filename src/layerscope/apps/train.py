@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import time
@@ -11,6 +12,7 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from layerscope.apps.cli import default_config_dir, register_resolvers, run_hydra, write_json_atomic
@@ -19,7 +21,7 @@ from layerscope.errors import UserError
 from layerscope.files import remove_unfinished
 from layerscope.inference.loading import check_fits, read_checkpoint
 from layerscope.inference.trust import current_targets
-from layerscope.insight.hparams import log_hparams
+from layerscope.insight.hparams import flat_hparams, log_hparams
 from layerscope.training import gpu
 from layerscope.training.callbacks import TrainSpeedMonitor
 from layerscope.training.precision import resolve as resolve_precision
@@ -49,6 +51,7 @@ def train(cfg: DictConfig, process_started: float | None = None) -> dict[str, An
     startup = max(0.0, time.time() - process_started) if process_started is not None else 0.0
     timer.add("start-up", startup)
     run_dir = Path(cfg.paths.output_dir)
+    _check_logger_libraries(cfg.get("logger"))
     L.seed_everything(cfg.seed, workers=True)
     resume_from = _checkpoint_to_resume(cfg, run_dir)
     with timer.phase("data set-up"):
@@ -61,6 +64,7 @@ def train(cfg: DictConfig, process_started: float | None = None) -> dict[str, An
         device = trainer.strategy.root_device
         float32 = gpu.set_float32_precision(cfg.get("float32_matmul_precision", "high"), device)
         gpu.check_compile(bool(cfg.module.get("compile")), device)
+        _log_settings(trainer, cfg)  # after the last check that can stop the run: a stopped run logs nothing
     with ranks_run_this_job_only(trainer.num_devices * trainer.num_nodes):
         fit_seconds = _fit(trainer, module, datamodule, resume_from)
         metrics = _test_best_checkpoint(cfg, trainer, module, datamodule, timer)
@@ -92,6 +96,25 @@ def _build_module(cfg: DictConfig, data_info: dict[str, Any], resume_from: str |
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
     )
+
+
+def _check_logger_libraries(loggers: DictConfig | None) -> None:
+    """logger=mlflow without MLflow installed ends here, in one line, before any data is read."""
+    targets = {c.get("_target_") for c in (loggers or {}).values() if c is not None}
+    if "lightning.pytorch.loggers.MLFlowLogger" in targets and importlib.util.find_spec("mlflow") is None:
+        raise UserError("logger=mlflow needs MLflow: pip install -e '.[mlflow]'")
+
+
+def _log_settings(trainer: L.Trainer, cfg: DictConfig) -> None:
+    """The run's settings, as the HPARAMS dashboard lists them, to every logger but TensorBoard.
+
+    TensorBoard gets them at the end, with the final results (``log_hparams``). The others get them
+    now, so that a run stopped half-way still shows how it was set up; the scalars and the test
+    results reach every logger through Lightning.
+    """
+    for logger in trainer.loggers:
+        if not isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(flat_hparams(cfg))
 
 
 def _build_trainer(cfg: DictConfig, timer: PhaseTimer, precision: str) -> L.Trainer:
