@@ -17,7 +17,7 @@ from layerscope.apps.schema import DECLARED_TYPES
 from layerscope.errors import UserError
 from tests.conftest import CONF, REPO, TINY_SHAPES
 
-MODELS = "deep, fast, mlp, plain, shallow"
+MODELS = "deep, fast, mlp, plain, shallow, timm, torchvision"
 
 
 def check(*argv: str, config_name: str = "train") -> None:
@@ -64,7 +64,8 @@ def test_options_from_a_users_config_dir_are_accepted(user_configs: Path) -> Non
     check(f"hydra.searchpath=[file://{user_configs}]", "model=tiny")
     check("-m", "--config-dir", str(user_configs), "model=tiny,deep")
     # The user's options join the shipped ones in the message for a misspelt one.
-    assert refusal("--config-dir", str(user_configs), "model=tinyy").endswith(f"{MODELS}, tiny")
+    assert refusal("--config-dir", str(user_configs), "model=tinyy").endswith(
+        "deep, fast, mlp, plain, shallow, timm, tiny, torchvision")
     # The user's option declares its keys' types as the shipped ones do.
     assert refusal("--config-dir", str(user_configs), "model=tiny", "model.hidden=[x]") == (
         "model.hidden[0]=x is not an integer (e.g. model.hidden[0]=8)")
@@ -133,7 +134,8 @@ def test_every_declared_type_names_keys_that_exist() -> None:
     register_resolvers()
     keys: set[str] = set()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        for name, overrides in [("train", ["data=cifar10"]), ("train", ["debug=fast"]), ("eval", []),
+        for name, overrides in [("train", ["data=cifar10"]), ("train", ["debug=fast"]),
+                                ("train", ["data=imagefolder", "model=torchvision"]), ("eval", []),
                                 ("predict", []), ("export", [])]:
             cfg = OmegaConf.to_container(compose(name, overrides=overrides), resolve=False)
             keys |= set(_leaf_keys(cfg, ""))

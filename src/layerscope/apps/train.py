@@ -22,6 +22,7 @@ from layerscope.files import remove_unfinished
 from layerscope.inference.loading import check_fits, read_checkpoint
 from layerscope.inference.trust import current_targets
 from layerscope.insight.hparams import flat_hparams, log_hparams
+from layerscope.models.adapted import weights_preprocessing
 from layerscope.training import gpu
 from layerscope.training.callbacks import TrainSpeedMonitor
 from layerscope.training.precision import resolve as resolve_precision
@@ -55,7 +56,7 @@ def train(cfg: DictConfig, process_started: float | None = None) -> dict[str, An
     L.seed_everything(cfg.seed, workers=True)
     resume_from = _checkpoint_to_resume(cfg, run_dir)
     with timer.phase("data set-up"):
-        datamodule = instantiate(cfg.data)
+        datamodule = instantiate(cfg.data, **pretrained_preprocessing(cfg))
         datamodule.setup("fit")
     with timer.phase("building"):
         module = _build_module(cfg, datamodule.info, resume_from)
@@ -82,6 +83,28 @@ def train(cfg: DictConfig, process_started: float | None = None) -> dict[str, An
         write_json_atomic(run_dir / "metrics.json", metrics)
         _print_summary(run_dir, metrics, chance=1 / len(datamodule.info["classes"]))
     return metrics
+
+
+def pretrained_preprocessing(cfg: DictConfig) -> dict[str, Any]:
+    """Data settings that pretrained ``model.weights`` bring: their normalisation, and their
+    evaluation resize scaled to ``data.image_size`` (256 for 224 becomes 73 for 64). Values the
+    data config sets itself win."""
+    if cfg.model.get("weights") is None:  # read before the rest: data keys it needs may be unset
+        return {}
+    found = weights_preprocessing({key: cfg.model.get(key) for key in ("_target_", "arch", "weights")})
+    if found is None:
+        return {}
+    settings: dict[str, Any] = {}
+    if cfg.data.get("mean") is None or cfg.data.get("std") is None:
+        grey = cfg.data.in_channels == 1  # grey images are repeated into the three channels
+        settings["mean"] = [sum(found.mean) / 3] if grey else list(found.mean)
+        settings["std"] = [sum(found.std) / 3] if grey else list(found.std)
+    if cfg.data.get("resize_size") is None:
+        settings["resize_size"] = round(cfg.data.image_size * found.resize_size / found.crop_size)
+    log.info("model.weights=%s: normalisation and evaluation resize from the weights: %s (they were "
+             "trained at %d px; data.image_size=%d)", cfg.model.weights, settings, found.crop_size,
+             cfg.data.image_size)
+    return settings
 
 
 def _build_module(cfg: DictConfig, data_info: dict[str, Any], resume_from: str | None) -> L.LightningModule:
