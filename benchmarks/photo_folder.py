@@ -13,8 +13,8 @@ other, never two at once, each for ``--steps`` training steps without validation
 
 For each it prints the training speed the run measured (``train/img_per_s``), the share of the
 fit spent waiting for the next batch (the run's ``batches`` phase), the data set-up time, and the
-peak resident memory of the training process and its loader workers together (sampled every
-0.2 s).
+peak memory of the training process and its loader workers together (their proportional set
+sizes, sampled every second: memory the workers share with the trainer counts once).
 """
 
 from __future__ import annotations
@@ -50,29 +50,30 @@ def photo_folder(count: int) -> Path:
     return root
 
 
-def tree_rss(process: psutil.Process) -> int:
-    """Resident memory of a process and all its children (the loader workers), in bytes."""
+def tree_memory(process: psutil.Process) -> int:
+    """Memory of a process and all its children (the loader workers), in bytes: their proportional
+    set sizes, so that pages the forked workers share with the trainer count once, not once each."""
     total = 0
     for member in [process, *process.children(recursive=True)]:
-        with contextlib.suppress(psutil.NoSuchProcess):  # a worker that has just exited
-            total += member.memory_info().rss
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):  # a worker that just exited
+            total += member.memory_full_info().pss
     return total
 
 
 def one_run(overrides: list[str], steps: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         command = [sys.executable, str(REPO / "train.py"), *overrides, "trainer.max_epochs=1",
-                   f"trainer.limit_train_batches={steps}", "trainer.limit_val_batches=0",
+                   f"+trainer.limit_train_batches={steps}", "+trainer.limit_val_batches=0",
                    "trainer.num_sanity_val_steps=0", "test=false", "insight=off",
                    "trainer.enable_progress_bar=false", f"hydra.run.dir={folder}"]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         watched, peak = psutil.Process(process.pid), 0
         while process.poll() is None:
             try:
-                peak = max(peak, tree_rss(watched))
+                peak = max(peak, tree_memory(watched))
             except psutil.NoSuchProcess:
                 break
-            time.sleep(0.2)
+            time.sleep(1.0)  # reading proportional set sizes costs CPU: not too often
         errors = process.stderr.read() if process.stderr else ""
         if process.returncode != 0:
             raise SystemExit(f"train.py {' '.join(overrides)} failed:\n{errors[-3000:]}")

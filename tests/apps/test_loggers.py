@@ -57,6 +57,7 @@ def test_csv_beside_tensorboard_in_a_run_folder_named_by_what_ran(tmp_path: Path
         rows = list(csv.DictReader(file))
     assert sorted(int(r["epoch"]) for r in rows if r["val/acc"]) == list(range(EPOCHS))
     assert any(r["train/lr"] for r in rows) and any(r["train/loss_step"] for r in rows)
+    assert any(r.get("train/img_per_s") for r in rows)  # the speed reaches every logger
     [test_row] = [r for r in rows if r["test/acc"]]
     assert float(test_row["test/acc"]) == pytest.approx(metrics["test/acc"])
     assert float(test_row["test/loss"]) == pytest.approx(metrics["test/loss"])
@@ -82,6 +83,7 @@ def test_mlflow_beside_tensorboard(compose_train: Callable[..., DictConfig], tmp
     assert run.data.metrics["test/acc"] == pytest.approx(metrics["test/acc"])
     assert run.data.metrics["test/loss"] == pytest.approx(metrics["test/loss"])
     assert "train/lr" in run.data.metrics and "train/loss_step" in run.data.metrics
+    assert run.data.metrics["train/img_per_s"] > 0
     params = run.data.params  # MLflow keeps parameters as text
     assert params["model._target_"] == metrics["model"] and params["model.depth"] == "8"
     assert params["optimizer.lr"] == "0.2" and params["trainer.max_epochs"] == str(EPOCHS)

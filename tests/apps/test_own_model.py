@@ -15,7 +15,7 @@ from layerscope.data.photo_folder import CLASSES, write_photo_folder
 from layerscope.inference import load_classifier
 from layerscope.models.layers import layer_tag, named_layers
 from tests.apps.test_inference_cli import run
-from tests.conftest import CONF
+from tests.conftest import CONF, TINY_SHAPES
 
 SHOWN_LAYERS = 5
 FAMILIES = {  # a residual network, a mobile network with squeeze-excitation, a ConvNeXt
@@ -110,3 +110,23 @@ def test_pretrained_weights_bring_their_preprocessing_into_the_checkpoint(
     # Frozen: every weight but the new head is still the pretrained one.
     assert torch.equal(clf.model.net.layer3[0].conv1.weight, imagenet["layer3.0.conv1.weight"])
     assert not torch.equal(clf.model.net.fc.weight[:5], imagenet["fc.weight"][:5])
+
+
+def test_a_torchvision_network_is_dissected_on_shapes(tmp_path: Path, data_dir: Path) -> None:
+    overrides = [*FAMILIES["resnet18"], *TINY_SHAPES, "trainer.max_epochs=1", "data.batch_size=100",
+                 "trainer.precision=32-true", "trainer.num_sanity_val_steps=0",
+                 f"model.layers={SHOWN_LAYERS}",
+                 "insight.dissection.sample_size=60", "insight.top_patches.sample_size=60",
+                 "insight.probes.sample_size=60", "insight.layer_story.sample_size=60",
+                 "insight.layer_story.feature_vis_steps=2"]
+    train_with(overrides, output_dir=tmp_path, data_dir=data_dir, config_dir=CONF)
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    layers = named_layers(load_classifier(tmp_path / "checkpoints" / "best.ckpt").model)
+    convolutions = [layer_tag(i, name) for i, (name, _) in enumerate(layers[:-1])]
+    scalars = events.Tags()["scalars"]
+    for kind in ("edge", "part", "object"):
+        assert {f"dissection/{kind}/{tag}" for tag in convolutions} <= set(scalars)
+        shares = [events.Scalars(f"dissection/{kind}/{tag}")[-1].value for tag in convolutions]
+        assert all(0 <= share <= 1 for share in shares)
+    assert "dissection/best_detectors" in events.Tags()["images"]

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from layerscope.data.augment import channel_stats, match_shape, normalise, random_crop_flip
 from layerscope.data.base import ImageSource, ImageSplits, LabelledImages
-from layerscope.data.image_files import FileBatches, ImageFiles
+from layerscope.data.image_files import FileBatches, ImageFiles, decode_all
 from layerscope.data.shapes import ConceptMasks
 from layerscope.errors import UserError, check_int
 
@@ -213,7 +213,8 @@ class ImageDataModule(L.LightningDataModule):
             return images
         plain = images.for_training(augment=False)
         count = min(2000, len(plain))
-        return plain.decode(torch.randperm(len(plain), generator=torch.Generator().manual_seed(0))[:count])[0]
+        chosen = torch.randperm(len(plain), generator=torch.Generator().manual_seed(0))[:count]
+        return decode_all(plain.select(chosen), workers=self._workers())[0]
 
     def _fit(self, part: LabelledImages, split: str) -> LabelledImages:
         """A split as it is used: files decoded into memory where the source keeps it there, the

@@ -56,8 +56,9 @@ class TrainSpeedMonitor(L.Callback):
             images = int(trainer.strategy.reduce(local, reduce_op="sum").item())
         self.images += images
         self._epoch_start, self._epoch_images = None, 0
-        if self.seconds > 0 and trainer.logger is not None:
-            trainer.logger.log_metrics({"train/img_per_s": self.images_per_second}, trainer.global_step)
+        if self.seconds > 0:
+            for logger in trainer.loggers:  # TensorBoard, and the CSV or MLflow logger beside it
+                logger.log_metrics({"train/img_per_s": self.images_per_second}, trainer.global_step)
 
     @property
     def images_per_second(self) -> float:
