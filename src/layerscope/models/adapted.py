@@ -17,7 +17,8 @@ from torch import nn
 
 from layerscope.errors import UserError
 from layerscope.models import pretrained
-from layerscope.models.derived import Layer, derive_layers, pick_layers
+from layerscope.models.derived import derive_layers, pick_layers
+from layerscope.models.layers import Layer
 
 log = logging.getLogger(__name__)
 FREEZE = ("none", "backbone")
@@ -31,10 +32,15 @@ class AdaptedClassifier(nn.Module):
     values it produced, not what an in-place activation later wrote over them.
     """
 
-    def __init__(self, net: nn.Module, in_channels: int, image_size: int, layers: int | str) -> None:
+    def __init__(
+        self, net: nn.Module, in_channels: int, image_size: int, layers: int | str,
+        backbone_lr_scale: float = 1.0,
+    ) -> None:
         super().__init__()
         self.net = net
         self.in_channels = in_channels
+        # Read by training.module.weight_decay_groups: the pretrained layers learn at this fraction of the lr.
+        self.backbone_lr_scale = backbone_lr_scale
         for module in net.modules():
             if getattr(module, "inplace", False) is True:
                 module.inplace = False
@@ -75,7 +81,7 @@ def _finish(
     if not 0 <= backbone_lr_scale <= 1:
         raise UserError(f"model.backbone_lr_scale={backbone_lr_scale} must be between 0 and 1")
     try:
-        model = AdaptedClassifier(net, in_channels, image_size, layers)
+        model = AdaptedClassifier(net, in_channels, image_size, layers, backbone_lr_scale)
     except (RuntimeError, AssertionError, ValueError) as err:  # it cannot take this image size
         raise UserError(f"model.arch={arch} cannot run on {image_size}x{image_size} images ({err}); "
                         "set data.image_size to a size it takes (224 always works)") from err
@@ -84,8 +90,6 @@ def _finish(
     if freeze == "backbone":
         for param in model.backbone_parameters():
             param.requires_grad_(False)
-    # Read by training.module.parameter_groups: the pretrained layers learn at this fraction of the lr.
-    model.backbone_lr_scale = backbone_lr_scale
     log.info(model.describe(arch))
     return model
 

@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from layerscope.errors import UserError
-
-Layer = tuple[str, nn.Module]
+from layerscope.models.layers import Layer
 
 
 def derive_layers(net: nn.Module, example: torch.Tensor) -> list[Layer]:
