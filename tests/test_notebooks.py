@@ -1,4 +1,5 @@
-"""The teaching notebooks: stored without outputs, and each runs top to bottom without an error."""
+"""The teaching notebooks: stored without outputs, and each runs top to bottom without an error; the
+hand computation of a layer-1 neuron equals the value in the network's feature map."""
 
 from __future__ import annotations
 
@@ -42,4 +43,10 @@ def test_runs_top_to_bottom(
     figures = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs
                if "image/png" in o.get("data", {})]
     assert figures, "the notebook drew no figure"
+    by_hand = [c for c in notebook.cells if "neuron-arithmetic" in c.metadata.get("tags", [])]
+    assert len(by_hand) == (path.stem == "02_inside_a_cnn")
+    for cell in by_hand:
+        text = "".join(o.get("text", "") for o in cell.outputs)
+        difference = float(text.split("hand computation minus feature map:")[1].split()[0])
+        assert difference < 1e-4, text  # the 27 products, BatchNorm and ReLU by hand: the network's value
     assert not (REPO / "notebooks" / "outputs").exists()  # runs went to LAYERSCOPE_OUTPUT_DIR
