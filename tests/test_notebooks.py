@@ -50,3 +50,13 @@ def test_runs_top_to_bottom(
         difference = float(text.split("hand computation minus feature map:")[1].split()[0])
         assert difference < 1e-4, text  # the 27 products, BatchNorm and ReLU by hand: the network's value
     assert not (REPO / "notebooks" / "outputs").exists()  # runs went to LAYERSCOPE_OUTPUT_DIR
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_ends_with_exercises_whose_answers_are_folded(path: Path) -> None:
+    cells = json.loads(path.read_text())["cells"]
+    heading = next(i for i, c in enumerate(cells) if "".join(c["source"]).startswith("## Exercises"))
+    answers = [c for c in cells[heading:] if "answer" in c.get("metadata", {}).get("tags", [])]
+    assert 2 <= len(answers) <= 3 and len(cells[heading + 1 :]) == 2 * len(answers)
+    for answer in answers:
+        assert "".join(answer["source"]).startswith("<details><summary>Answer</summary>")
