@@ -8,7 +8,7 @@ DATA_STAMP := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 CHROMIUM_STAMP := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup dev system-packages train test lint tensorboard screenshots notebooks clean
+.PHONY: setup dev system-packages train test lint tensorboard screenshots notebooks notebook-pages clean
 
 setup: $(RUNTIME_STAMP)
 
@@ -49,6 +49,11 @@ tensorboard: setup
 notebooks: setup
 	$(PY) -m pip install --quiet -e '.[notebooks]'
 	$(VENV)/bin/jupyter lab notebooks/
+
+# The notebooks run with their full settings and published with their outputs as docs/notebooks/*.html
+# (tens of minutes on 2 cores); a test checks that every page is made from its notebook as it is now.
+notebook-pages: dev system-packages
+	$(PY) docs/notebook_pages.py
 
 # Screenshots of a run's layer views in TensorBoard: make screenshots RUN=outputs/DATE/TIME
 screenshots: dev system-packages

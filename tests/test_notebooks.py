@@ -1,10 +1,13 @@
 """The teaching notebooks: stored without outputs, and each runs top to bottom without an error; the
-hand computation of a layer-1 neuron equals the value in the network's feature map."""
+hand computation of a layer-1 neuron equals the value in the network's feature map; each ends with
+exercises; each published page (docs/notebooks/) is made from the notebook as it is now."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
 import nbformat
 import pytest
@@ -60,3 +63,34 @@ def test_ends_with_exercises_whose_answers_are_folded(path: Path) -> None:
     assert 2 <= len(answers) <= 3 and len(cells[heading + 1 :]) == 2 * len(answers)
     for answer in answers:
         assert "".join(answer["source"]).startswith("<details><summary>Answer</summary>")
+
+
+def _pages_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("notebook_pages", REPO / "docs" / "notebook_pages.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_published_page_is_made_from_the_notebook_as_it_is(path: Path) -> None:
+    pages = _pages_module()
+    page = pages.page_path(path)
+    assert page.is_file(), f"no {page.name}: run make notebook-pages"
+    assert pages.recorded_digest(page) == pages.source_digest(path), \
+        f"{page.name} was made from another version of {path.name}: run make notebook-pages"
+    html = page.read_text()
+    assert html.count("data:image/png;base64") >= 2  # published with its figures
+
+
+def test_the_digest_changes_with_any_cell(tmp_path: Path) -> None:
+    pages = _pages_module()
+    original = NOTEBOOKS[0]
+    changed = tmp_path / original.name
+    notebook = json.loads(original.read_text())
+    notebook["cells"][-1]["source"] = ["an edited answer"]
+    changed.write_text(json.dumps(notebook))
+    assert pages.source_digest(changed) != pages.source_digest(original)
+    (tmp_path / "page.html").write_text(f"<!-- {pages.DIGEST_MARK} abc123 (made from x) -->\n<html>")
+    assert pages.recorded_digest(tmp_path / "page.html") == "abc123"
