@@ -46,6 +46,9 @@ def test_runs_top_to_bottom(
     figures = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs
                if "image/png" in o.get("data", {})]
     assert figures, "the notebook drew no figure"
+    for cell in notebook.cells:  # every cell that shows a figure shows it (no backend switched off)
+        if cell.cell_type == "code" and "plt.show()" in cell.source and "if shown:" not in cell.source:
+            assert any("image/png" in o.get("data", {}) for o in cell.outputs), cell.source[:200]
     by_hand = [c for c in notebook.cells if "neuron-arithmetic" in c.metadata.get("tags", [])]
     assert len(by_hand) == (path.stem == "02_inside_a_cnn")
     for cell in by_hand:

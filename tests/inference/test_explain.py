@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,3 +30,12 @@ def test_explain_computes_the_feature_maps_once(tmp_path: Path, monkeypatch: pyt
     # Grad-CAM on its own still finds the last convolutional layer by itself.
     heat = grad_cam(clf, image, 1)
     assert heat.shape == (16, 16) and heat.min() >= 0 and heat.max() <= 1
+
+
+def test_importing_explain_leaves_the_matplotlib_backend_alone() -> None:
+    # A notebook's inline plots must keep working after Grad-CAM is imported (it draws with no pyplot).
+    code = ("import matplotlib; matplotlib.use('svg'); import layerscope.inference.explain; "
+            "print(matplotlib.get_backend())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "svg"

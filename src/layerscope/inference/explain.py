@@ -9,9 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # draw off-screen
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
 from matplotlib import colormaps
