@@ -351,8 +351,7 @@ class ImageDataModule(L.LightningDataModule):
     @property
     def _augmented_in_loader(self) -> bool:
         """Whether training images come augmented from the loader (photo crops of streamed files)."""
-        images = self.train.images if self.train is not None else None
-        return isinstance(images, ImageFiles) and images.augment
+        return self.streamed and self.train.images.augment
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch

@@ -29,8 +29,8 @@ def derive_layers(net: nn.Module, example: torch.Tensor) -> list[Layer]:
     shapes: list[tuple[int, ...]] = []  # the output shape of each layer in ``order``
     gates: list[torch.Tensor] = []  # pooled maps, and what modules made of them: a gate's inputs
 
-    def is_gate(module: nn.Module, given: torch.Tensor) -> bool:
-        if any(given is tensor for tensor in gates):
+    def is_gate(module: nn.Module, given: torch.Tensor, from_gate: bool) -> bool:
+        if from_gate:
             return True
         # Gates that pool with a function rather than a module (timm's): a 1x1 convolution on a
         # 1x1 map, where the layer before still had a picture.
@@ -39,14 +39,13 @@ def derive_layers(net: nn.Module, example: torch.Tensor) -> list[Layer]:
 
     def record(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         given = inputs[0] if inputs else None
-        if isinstance(module, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d) or (
-            given is not None and any(given is tensor for tensor in gates)
-        ):
+        from_gate = given is not None and any(given is tensor for tensor in gates)
+        if from_gate or isinstance(module, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
             gates.append(output)
         if id(module) in seen or not isinstance(given, torch.Tensor):
             return
         if isinstance(module, nn.Conv2d):
-            counted = not is_gate(module, given)
+            counted = not is_gate(module, given, from_gate)
         else:
             counted = isinstance(module, nn.Linear) and output.dim() == 2
         if counted:
