@@ -1,5 +1,6 @@
 """The teaching notebooks: stored without outputs, and each runs top to bottom without an error; the
-hand computation of a layer-1 neuron equals the value in the network's feature map; each ends with
+hand computation of a layer-1 neuron equals the value in the network's feature map; every figure is
+followed by its reading, in numbers from the run; notebook 02 shows its run's layer story; each ends with
 exercises; each published page (docs/notebooks/) is made from the notebook as it is now."""
 
 from __future__ import annotations
@@ -49,6 +50,18 @@ def test_runs_top_to_bottom(
     for cell in notebook.cells:  # every cell that shows a figure shows it (no backend switched off)
         if cell.cell_type == "code" and "plt.show()" in cell.source and "if shown:" not in cell.source:
             assert any("image/png" in o.get("data", {}) for o in cell.outputs), cell.source[:200]
+    for cell in notebook.cells:  # and below every figure, what to look for and what this run measured
+        kinds = [kind for o in cell.get("outputs", []) for kind in o.get("data", {})
+                 if kind in ("image/png", "text/markdown")]
+        if "image/png" in kinds:
+            assert "text/markdown" in kinds[kinds.index("image/png"):], cell.source[:200]
+            reading = [o["data"]["text/markdown"] for o in cell.outputs
+                       if "text/markdown" in o.get("data", {})][-1]
+            assert "**This run" in reading and any(ch.isdigit() for ch in reading), reading
+    story = [c for c in notebook.cells if c.cell_type == "code" and "layer_story.png" in c.source]
+    assert len(story) == (path.stem == "02_inside_a_cnn")
+    for cell in story:  # the layer story of the run that trained the notebook's model, with its numbers
+        assert any("image/png" in o.get("data", {}) for o in cell.outputs), "no layer story drawn"
     by_hand = [c for c in notebook.cells if "neuron-arithmetic" in c.metadata.get("tags", [])]
     assert len(by_hand) == (path.stem == "02_inside_a_cnn")
     for cell in by_hand:
