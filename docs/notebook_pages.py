@@ -47,6 +47,7 @@ def publish(notebook_path: Path) -> Path:
     from nbclient import NotebookClient
     from nbconvert import HTMLExporter
 
+    digest = source_digest(notebook_path)  # of what runs: an edit while it runs makes the page stale
     notebook = nbformat.read(notebook_path, as_version=4)
     environment = {"LAYERSCOPE_OUTPUT_DIR": str(REPO / "outputs" / "notebooks"),
                    "LAYERSCOPE_DATA_DIR": str(REPO / "data")}
@@ -56,7 +57,7 @@ def publish(notebook_path: Path) -> Path:
     NotebookClient(notebook, timeout=3600, kernel_name="python3",
                    resources={"metadata": {"path": str(notebook_path.parent)}}).execute()
     body, _ = HTMLExporter().from_notebook_node(notebook)
-    mark = f"<!-- {DIGEST_MARK} {source_digest(notebook_path)} (made from {notebook_path.name}) -->\n"
+    mark = f"<!-- {DIGEST_MARK} {digest} (made from {notebook_path.name}) -->\n"
     page = page_path(notebook_path)
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text(mark + body)
