@@ -9,29 +9,16 @@ global random number generators (so training is the same with insight on or off)
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 # The layer-list contract lives with the models; the views import it from here with the rest.
+from layerscope.models.layers import inspection_mode as inspection_mode
 from layerscope.models.layers import layer_hooks, named_layers
 from layerscope.models.layers import layer_tag as layer_tag
-
-
-@contextmanager
-def inspection_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no gradients for the duration; every module's own flag restored after."""
-    flags = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        with torch.inference_mode(False), torch.no_grad():
-            yield
-    finally:
-        for module, training in flags:
-            module.training = training
 
 
 def forward_batches(

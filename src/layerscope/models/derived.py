@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from layerscope.errors import UserError
-from layerscope.models.layers import Layer
+from layerscope.models.layers import Layer, inspection_mode
 
 
 def derive_layers(net: nn.Module, example: torch.Tensor) -> list[Layer]:
@@ -53,18 +53,14 @@ def derive_layers(net: nn.Module, example: torch.Tensor) -> list[Layer]:
             order.append((names[id(module)], module))
             shapes.append(tuple(output.shape))
 
-    flags = [(module, module.training) for module in net.modules()]
     leaves = [m for m in net.modules() if next(m.children(), None) is None]
     handles = [m.register_forward_hook(record) for m in leaves]
     try:
-        net.eval()
-        with torch.no_grad():
+        with inspection_mode(net):
             net(example)
     finally:
         for handle in handles:
             handle.remove()
-        for module, training in flags:
-            module.training = training
     if not order:
         raise UserError(f"{type(net).__name__} has no convolution or linear layer to look at")
     return order

@@ -57,3 +57,16 @@ def layer_hooks(
 ) -> AbstractContextManager[None]:
     """Call ``on_output(layer_index, output)`` for each named layer's output; hooks removed after."""
     return module_hooks({index: (module, False) for index, (_, module) in enumerate(layers)}, on_output)
+
+
+@contextmanager
+def inspection_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no gradients for the duration; every module's own flag restored after."""
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            yield
+    finally:
+        for module, training in flags:
+            module.training = training
