@@ -58,6 +58,7 @@ def test_runs_top_to_bottom(
             reading = [o["data"]["text/markdown"] for o in cell.outputs
                        if "text/markdown" in o.get("data", {})][-1]
             assert "**This run" in reading and any(ch.isdigit() for ch in reading), reading
+            assert "{" not in reading, reading  # an f-string that lost its f shows its braces
     story = [c for c in notebook.cells if c.cell_type == "code" and "layer_story.png" in c.source]
     assert len(story) == (path.stem == "02_inside_a_cnn")
     for cell in story:  # the layer story of the run that trained the notebook's model, with its numbers
