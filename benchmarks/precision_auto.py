@@ -1,12 +1,17 @@
-"""trainer.precision=auto against fp32: wall time and test accuracy of whole runs, seed by seed.
+"""trainer.precision=auto against fp32: time, test accuracy and training loss of whole runs, seed by seed.
 
     python benchmarks/precision_auto.py                              # the default run, seeds 42, 1, 2
     python benchmarks/precision_auto.py experiment=fashion_fast --seeds 1 2 3
+    python benchmarks/precision_auto.py model=deep model.depth=56 data=fashion_mnist \
+        data.train_size=20000 trainer.max_epochs=6 trainer.log_every_n_steps=5 --seeds 42
+                                                     # why_deep's 56-layer residual run (notebook 03)
 
 For each seed, runs ``python train.py OVERRIDES seed=S`` with ``trainer.precision=32-true`` and
 then with ``trainer.precision=auto`` (one after the other, never at once), times each from launch
-to exit, and prints a row per run (what ``auto`` chose, test accuracy, wall time, training
-images/s) and the medians of each precision with the seed-to-seed spread of their accuracy.
+to exit, and prints a row per run (what ``auto`` chose, test accuracy, the last epoch's mean
+training loss, the highest logged training loss after the first epoch, which shows a loss that
+jumped back up, wall time, training images/s) and the medians of each precision with the
+seed-to-seed spread of their accuracy.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from layerscope.training.hardware import machine_line
 
@@ -36,7 +43,17 @@ def one_run(overrides: list[str], folder: Path) -> dict[str, Any]:
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = json.loads((folder / "metrics.json").read_text())
     metrics["wall_seconds"] = time.perf_counter() - started
+    metrics["final_loss"], metrics["highest_later_loss"] = training_loss(folder)
     return metrics
+
+
+def training_loss(folder: Path) -> tuple[float, float]:
+    """The last epoch's mean training loss, and the highest step loss logged after the first epoch."""
+    events = EventAccumulator(str(folder / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    epochs = events.Scalars("train/loss_epoch")
+    later = [e.value for e in events.Scalars("train/loss_step") if e.step > epochs[0].step]
+    return epochs[-1].value, max(later, default=float("nan"))
 
 
 def minutes(seconds: float) -> str:
@@ -51,8 +68,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "benchmarks" / "precision_auto")
     args = parser.parse_args()
     print(f"python train.py {' '.join(args.overrides)} on {machine_line()}", flush=True)
-    print("| seed | trainer.precision | chosen | test accuracy | wall time | training images/s |")
-    print("| ---: | --- | --- | ---: | ---: | ---: |", flush=True)
+    print("| seed | trainer.precision | chosen | test accuracy | training loss, last epoch "
+          "| highest training loss after epoch 1 | wall time | training images/s |")
+    print("| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |", flush=True)
     runs: dict[str, list[dict[str, Any]]] = {p: [] for p in PRECISIONS}
     for seed in args.seeds:
         for precision in PRECISIONS:
@@ -60,6 +78,7 @@ def main() -> None:
             run = one_run(overrides, args.out / f"{precision}-seed{seed}")
             runs[precision].append(run)
             print(f"| {seed} | {precision} | {run['precision']} | {run['test/acc']:.2%} | "
+                  f"{run['final_loss']:.3f} | {run['highest_later_loss']:.2f} | "
                   f"{minutes(run['wall_seconds'])} | {run['train/img_per_s']:,.1f} |", flush=True)
     print()
     median = {p: statistics.median(r["wall_seconds"] for r in rs) for p, rs in runs.items()}
