@@ -29,9 +29,7 @@ def derive_layers(net: nn.Module, example: torch.Tensor) -> list[Layer]:
     shapes: list[tuple[int, ...]] = []  # the output shape of each layer in ``order``
     gates: list[torch.Tensor] = []  # pooled maps, and what modules made of them: a gate's inputs
 
-    def is_gate(module: nn.Module, given: torch.Tensor, from_gate: bool) -> bool:
-        if from_gate:
-            return True
+    def pools_by_function(module: nn.Module, given: torch.Tensor) -> bool:
         # Gates that pool with a function rather than a module (timm's): a 1x1 convolution on a
         # 1x1 map, where the layer before still had a picture.
         pooled = given.dim() == 4 and given.shape[-2:] == (1, 1) and module.kernel_size == (1, 1)
@@ -45,7 +43,7 @@ def derive_layers(net: nn.Module, example: torch.Tensor) -> list[Layer]:
         if id(module) in seen or not isinstance(given, torch.Tensor):
             return
         if isinstance(module, nn.Conv2d):
-            counted = not is_gate(module, given, from_gate)
+            counted = not (from_gate or pools_by_function(module, given))
         else:
             counted = isinstance(module, nn.Linear) and output.dim() == 2
         if counted:
