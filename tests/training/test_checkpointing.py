@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,61 +19,90 @@ from layerscope.files import TEMPORARY_SUFFIX, remove_unfinished
 from layerscope.training.checkpointing import AtomicCheckpointIO, RandomState
 from tests.conftest import REPO
 
-# A child that writes two ~16 MB checkpoints in turn, as fast as it can: its time goes into the
-# writes themselves, so a kill at a random moment lands inside one.
+# A child that saves checkpoint 1, then dies by SIGKILL at one step of saving checkpoint 2: halfway
+# through writing the bytes, after they are on disk but before the rename, or after the rename but
+# before the folder is synced. The kill is injected, not timed, so every step is hit on every machine.
 SAVER = textwrap.dedent("""
-    import sys, torch
+    import os, signal, sys, torch
     from pathlib import Path
-    from layerscope.files import torch_bytes, write_atomically  # what AtomicCheckpointIO writes with
-    path, atomic = Path(sys.argv[1]), sys.argv[2] == "atomic"
-    payloads = [torch_bytes({"step": s, "weights": torch.full((4_000_000,), float(s))}) for s in (1, 2)]
-    for step in range(10**9):
-        data = payloads[step % 2]
-        if atomic:
-            write_atomically(path, data)
-        else:
-            path.write_bytes(data)  # what a plain torch.save(checkpoint, path) does to the file
-        if step == 0:
-            print("saved", flush=True)
+    from layerscope import files  # what AtomicCheckpointIO writes with
+    path, how, step = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    class HalfThenDie:
+        \"\"\"A file whose one write puts the first half of the bytes on disk, then the process dies.\"\"\"
+        def __init__(self, file):
+            self.file = file
+        def __enter__(self):
+            return self
+        def __exit__(self, *exc):
+            self.file.close()
+        def write(self, data):
+            self.file.write(data[: len(data) // 2])
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            die()
+
+    class DyingOs:
+        \"\"\"``os`` as files.write_atomically sees it, with the process killed at step ``step``.\"\"\"
+        def __getattr__(self, name):
+            return getattr(os, name)
+        def fdopen(self, fd, mode):
+            file = os.fdopen(fd, mode)
+            return HalfThenDie(file) if step == "mid-write" else file
+        def replace(self, src, dst):
+            if step == "before-rename":
+                die()
+            os.replace(src, dst)
+            if step == "after-rename":
+                die()
+
+    def checkpoint(s):
+        return files.torch_bytes({"step": s, "weights": torch.full((1_000_000,), float(s))})
+
+    files.write_atomically(path, checkpoint(1))
+    if how == "atomic":
+        files.os = DyingOs()
+        files.write_atomically(path, checkpoint(2))
+    else:  # what a plain torch.save(checkpoint, path) does: the old file is truncated, then written
+        with HalfThenDie(open(path, "wb")) as f:
+            f.write(checkpoint(2))
+    print("the kill never came")
 """)
 
 
-def _kill_while_saving(tmp_path: Path, atomic: bool, kills: int) -> tuple[int, int]:
-    """Kill the saver ``kills`` times at random moments; returns (unloadable files, kills mid-save)."""
+def _save_and_die(tmp_path: Path, how: str, step: str) -> Path:
+    """Run the saver to its death; returns the checkpoint path it left."""
     script = tmp_path / "saver.py"
     script.write_text(SAVER)
     path = tmp_path / "last.ckpt"
-    delays = random.Random(0)
-    unloadable = mid_save = 0
-    for _ in range(kills):
-        child = subprocess.Popen(
-            [sys.executable, str(script), str(path), "atomic" if atomic else "plain"],
-            stdout=subprocess.PIPE, text=True, cwd=REPO,
-        )
-        assert child.stdout is not None and child.stdout.readline() == "saved\n"
-        time.sleep(delays.uniform(0.0, 0.25))
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        mid_save += bool(remove_unfinished(tmp_path))  # a temporary file left: killed inside a save
-        try:
-            checkpoint = torch.load(path, weights_only=True)
-            assert torch.equal(checkpoint["weights"], torch.full((4_000_000,), float(checkpoint["step"])))
-        except Exception:
-            unloadable += 1
-    return unloadable, mid_save
+    child = subprocess.run([sys.executable, str(script), str(path), how, step],
+                           capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stdout + child.stderr[-2000:]
+    return path
 
 
-def test_sigkill_at_any_moment_leaves_a_complete_checkpoint(tmp_path: Path) -> None:
-    unloadable, mid_save = _kill_while_saving(tmp_path, atomic=True, kills=12)
-    assert unloadable == 0
-    assert mid_save >= 4, "too few kills landed inside a save for this test to mean anything"
+@pytest.mark.parametrize(("step", "survivor", "unfinished"), [
+    ("mid-write", 1, True), ("before-rename", 1, True), ("after-rename", 2, False),
+])
+def test_sigkill_at_any_step_of_a_save_leaves_a_complete_checkpoint(
+    tmp_path: Path, step: str, survivor: int, unfinished: bool,
+) -> None:
+    path = _save_and_die(tmp_path, "atomic", step)
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint["step"] == survivor  # the old checkpoint whole until the rename, the new one after
+    assert torch.equal(checkpoint["weights"], torch.full((1_000_000,), float(survivor)))
+    assert bool(remove_unfinished(tmp_path)) == unfinished  # what training start-up clears away
     assert not list(tmp_path.glob(f"*{TEMPORARY_SUFFIX}"))
 
 
-def test_the_same_kills_break_a_plain_torch_save(tmp_path: Path) -> None:
-    """The fault is real: without the temporary file and rename, the kills leave broken files."""
-    unloadable, _ = _kill_while_saving(tmp_path, atomic=False, kills=12)
-    assert unloadable >= 1
+def test_the_same_kill_breaks_a_plain_torch_save(tmp_path: Path) -> None:
+    """The fault is real: writing over the file in place, a kill halfway leaves neither checkpoint."""
+    path = _save_and_die(tmp_path, "plain", "mid-write")
+    with pytest.raises(RuntimeError, match="failed finding central directory"):  # half a zip archive
+        torch.load(path, weights_only=True)
 
 
 FULL_DISK = textwrap.dedent("""
