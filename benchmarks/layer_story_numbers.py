@@ -22,6 +22,8 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from layerscope.training.logged import logged_scalars
+
 TYPES = ("edge", "part", "object")
 TAG = re.compile(r"^dissection/(edge|part|object)/(\d+)_(.+)$")
 PROBE = re.compile(r"^probe/(class|parts)/(\d+)_(.+)$")  # the mean over parts, not probe/parts/<part>/
@@ -31,15 +33,12 @@ FIELD = re.compile(r"^(receptive_field)/(\d+)_(.+)$")
 def read_layer_scalars(run_dir: Path, pattern: re.Pattern[str]) -> dict[int, dict[str, dict[str, float]]]:
     """step -> layer tag -> kind -> value for the scalars ``pattern`` matches (groups: kind, NN, name)."""
     values: dict[int, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
-    for events in sorted(run_dir.rglob("events.out.tfevents.*")):
-        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
-        accumulator.Reload()
-        for tag in accumulator.Tags()["scalars"]:
-            match = pattern.match(tag)
-            if match:
-                kind, number, name = match.groups()
-                for event in accumulator.Scalars(tag):
-                    values[event.step][f"{number}_{name}"][kind] = event.value
+    for tag, points in logged_scalars(run_dir, pattern.pattern).items():
+        match = pattern.fullmatch(tag)
+        if match:  # always: logged_scalars chose the tags with this pattern
+            kind, number, name = match.groups()
+            for step, value in points:
+                values[step][f"{number}_{name}"][kind] = value
     return values
 
 

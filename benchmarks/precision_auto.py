@@ -26,9 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 from layerscope.training.hardware import machine_line
+from layerscope.training.logged import logged_scalars
 
 REPO = Path(__file__).resolve().parents[1]
 PRECISIONS = ("32-true", "auto")
@@ -49,11 +48,10 @@ def one_run(overrides: list[str], folder: Path) -> dict[str, Any]:
 
 def training_loss(folder: Path) -> tuple[float, float]:
     """The last epoch's mean training loss, and the highest step loss logged after the first epoch."""
-    events = EventAccumulator(str(folder / "tensorboard"), size_guidance={"scalars": 0})
-    events.Reload()
-    epochs = events.Scalars("train/loss_epoch")
-    later = [e.value for e in events.Scalars("train/loss_step") if e.step > epochs[0].step]
-    return epochs[-1].value, max(later, default=float("nan"))
+    logged = logged_scalars(folder, "train/loss_(epoch|step)")
+    epochs = logged["train/loss_epoch"]
+    later = [value for step, value in logged["train/loss_step"] if step > epochs[0][0]]
+    return epochs[-1][1], max(later, default=float("nan"))
 
 
 def minutes(seconds: float) -> str:

@@ -51,12 +51,11 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from layerscope.data.augment import channel_stats, normalise, random_crop_flip
 from layerscope.data.torchvision_sets import DEBIAN_FASHION_MNIST, IdxSource
 from layerscope.inference.loading import choose_device
-from layerscope.models import build_model
+from layerscope.models import build_model, training_flops_per_image
 from layerscope.training.gpu import synchronize
 from layerscope.training.hardware import machine_line
 from layerscope.training.module import weight_decay_groups
@@ -204,16 +203,6 @@ def device_line(device: torch.device) -> str:
     return line
 
 
-def training_flops_per_image(model_config: dict[str, Any]) -> float:
-    """FLOPs of one training step's forward and backward pass, per image."""
-    model = build_model(model_config).to(memory_format=torch.channels_last).train()
-    images = torch.randn(BATCH, 1, 28, 28).contiguous(memory_format=torch.channels_last)
-    labels = torch.randint(0, 10, (BATCH,))
-    with FlopCounterMode(display=False) as counter:
-        F.cross_entropy(model(images), labels).backward()
-    return counter.get_total_flops() / BATCH
-
-
 def load_fashion(work: Path) -> dict[str, Any]:
     """The training images in memory, and the raw files where torchvision's FashionMNIST looks."""
     splits = IdxSource(str(REPO / "data"), "fashion_mnist", download=False).load()
@@ -273,9 +262,9 @@ def main() -> None:
         for name, row in rows.items():
             speeds[name].append(row())
             print(f"  repeat {repeat + 1}: {name:28s} {speeds[name][-1]:8.1f} images/s", flush=True)
+    flops = training_flops_per_image(build_model(model), (1, 28, 28))  # Fashion-MNIST's images
     report(args, model, {k: statistics.median(v) for k, v in speeds.items()}, statistics.median(peaks),
-           training_flops_per_image(model), {k: statistics.median(v) for k, v in walls.items()}, speeds,
-           device)
+           flops, {k: statistics.median(v) for k, v in walls.items()}, speeds, device)
 
 
 def report(args: argparse.Namespace, model: dict[str, Any], speed: dict[str, float], peak: float,

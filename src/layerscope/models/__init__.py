@@ -10,12 +10,13 @@ from torch import nn
 
 from layerscope.models.adapted import timm_classifier, torchvision_classifier
 from layerscope.models.fast import FastResNet
+from layerscope.models.flops import training_flops_per_image
 from layerscope.models.mlp import MLP
 from layerscope.models.resnet import CifarResNet, cifar_plain, cifar_resnet
 from layerscope.models.shallow import ShallowCNN
 
 __all__ = ["MLP", "CifarResNet", "FastResNet", "ShallowCNN", "build_model", "cifar_plain", "cifar_resnet",
-           "timm_classifier", "torchvision_classifier"]
+           "timm_classifier", "torchvision_classifier", "training_flops_per_image"]
 
 
 def build_model(model_config: dict[str, Any]) -> nn.Module:
