@@ -88,6 +88,20 @@ def test_compiled_training_step_agrees_with_eager() -> None:
     assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(eager_grads, compiled_grads, strict=True))
 
 
+def test_progressive_resizing_trains_small_first_and_evaluates_at_full_size() -> None:
+    module = classifier("deep", train_image_sizes=[8, 12, 16])
+    assert [module.train_image_size(epoch) for epoch in range(5)] == [8, 12, 16, 16, 16]
+    assert classifier("deep").train_image_size(3) is None
+    seen: list[tuple[int, int]] = []
+    module.model.stem.register_forward_pre_hook(lambda _, args: seen.append(tuple(args[0].shape[-2:])))
+    _training_step_and_gradients(module)  # no trainer: epoch 0
+    module.eval()
+    module(torch.randn(2, 3, 16, 16))
+    assert seen == [(8, 8), (16, 16)]
+    with pytest.raises(UserError, match="train_image_sizes"):
+        classifier("deep", train_image_sizes=[4, 16])
+
+
 def test_test_time_flip_averages_the_image_and_its_mirror() -> None:
     torch.manual_seed(0)
     plain = classifier("deep").eval()
@@ -123,7 +137,7 @@ def test_test_time_shift_adds_each_view_moved_both_ways_at_half_weight() -> None
 def test_hyperparameters_are_plain_and_rebuild_the_model() -> None:
     module = classifier("shallow", optimizer=functools.partial(torch.optim.SGD, lr=0.1))
     assert set(module.hparams) == {"model_config", "data_info", "label_smoothing", "channels_last", "compile",
-                                   "test_time_flip", "test_time_shift"}
+                                   "test_time_flip", "test_time_shift", "train_image_sizes"}
     rebuilt = ImageClassifier(module.hparams["model_config"], module.hparams["data_info"])
     rebuilt.load_state_dict(module.state_dict())
 

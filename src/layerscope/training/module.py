@@ -64,6 +64,7 @@ class ImageClassifier(L.LightningModule):
         compile: bool = False,
         test_time_flip: bool = False,
         test_time_shift: int = 0,
+        train_image_sizes: list[int] | None = None,
     ) -> None:
         super().__init__()
         # Kept for checkpoints; the HPARAMS dashboard gets the run's settings with its final metrics
@@ -78,6 +79,9 @@ class ImageClassifier(L.LightningModule):
         self.test_time_flip = test_time_flip
         check_int("module.test_time_shift", test_time_shift, minimum=0)
         self.test_time_shift = test_time_shift
+        self.train_image_sizes = list(train_image_sizes) if train_image_sizes else None
+        for size in self.train_image_sizes or []:
+            check_int("module.train_image_sizes[]", size, minimum=8)
         # What a black pixel becomes after normalisation: the border that shifted test images get.
         # A buffer, so it moves to the model's device once; not persistent, so checkpoints keep
         # their keys.
@@ -110,8 +114,25 @@ class ImageClassifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(self._layout(x))
 
+    def train_image_size(self, epoch: int) -> int | None:
+        """The side length epoch ``epoch`` (0-based) trains at: ``train_image_sizes[epoch]``, the last
+        entry for every epoch after the list; None (the images as they come) without a list."""
+        if not self.train_image_sizes:
+            return None
+        return self.train_image_sizes[min(epoch, len(self.train_image_sizes) - 1)]
+
+    def _resized_for_training(self, images: torch.Tensor) -> torch.Tensor:
+        """Progressive resizing (fast.ai's DAWNBench entry, Howard 2018): early epochs see the batch
+        shrunk, at a fraction of the cost per image; the pooled head takes any size. Validation,
+        test and the insight views always see full-size images."""
+        size = self.train_image_size(self.current_epoch)
+        if size is None or size >= images.shape[-1]:
+            return images
+        return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
+        images = self._resized_for_training(images)
         logits = (self._compiled_forward or self.model)(self._layout(images))
         # The loss says how wrong the predictions are; Lightning backpropagates it and steps the
         # optimizer (gradient descent on every weight and bias).
