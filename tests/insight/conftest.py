@@ -19,7 +19,9 @@ LAYERS = ["01_stem", "02_stage1.block1.conv1", "03_stage1.block1.conv2", "04_sta
 # fp32 on every machine (trainer.precision=auto would pick bf16 on some): the expected values hold
 # alike everywhere; the bf16 runs are tests of their own (tests/training/test_precision.py).
 SMALL_RUN = [*TINY_SHAPES, f"model.depth={DEPTH}", f"trainer.max_epochs={EPOCHS}", "data.batch_size=100",
-             "trainer.num_sanity_val_steps=0", "trainer.precision=32-true"]
+             "trainer.num_sanity_val_steps=0", "trainer.precision=32-true",
+             # progressive resizing, as the default run trains, so that insight=default vs off covers it
+             "module.train_image_sizes=[16,32]"]
 SMALL_INSIGHT = ["insight.weights.every_n_steps=4", "insight.top_patches.sample_size=150",
                  "insight.probes.sample_size=150", "insight.layer_story.sample_size=150",
                  "insight.layer_story.feature_vis_steps=4",
