@@ -134,3 +134,17 @@ def test_experiment_and_debug_presets(compose_train: Callable[..., DictConfig]) 
     assert compose_train("experiment=fashion_fast", "insight=default").insight.filters
     fast = compose_train("debug=fast")
     assert fast.trainer.max_epochs == 1 and fast.data.train_size == 512
+
+
+def test_the_recipe_for_data_and_model_applies_to_that_pair_only(
+    compose_train: Callable[..., DictConfig],
+) -> None:
+    default = compose_train()
+    assert default.module.train_image_sizes == [16, 16, 16, 24, 32, 32]
+    assert default.trainer.max_epochs == len(default.module.train_image_sizes)
+    assert default.module.label_smoothing == 0.1 and default.module.test_time_flip
+    for other in (compose_train("model=plain"), compose_train("data=fashion_mnist")):
+        assert other.module.train_image_sizes is None and other.module.label_smoothing == 0.0
+    # The command line and experiments still win over it.
+    assert compose_train("trainer.max_epochs=2").trainer.max_epochs == 2
+    assert compose_train("module.train_image_sizes=null").module.train_image_sizes is None
