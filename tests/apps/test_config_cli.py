@@ -87,7 +87,7 @@ def test_a_misspelt_key_names_the_closest_keys(argv: list[str], key: str, closes
 
 
 @pytest.mark.parametrize(("argv", "expected"), [
-    (["trainer.max_epochs=abc"], "trainer.max_epochs=abc is not an integer (e.g. trainer.max_epochs=7)"),
+    (["trainer.max_epochs=abc"], "trainer.max_epochs=abc is not an integer (e.g. trainer.max_epochs=6)"),
     (["seed=notanumber"], "seed=notanumber is not an integer (e.g. seed=42)"),
     (["-m", "seed=1,abc"], "seed=abc is not an integer (e.g. seed=42)"),
     (["module.channels_last=maybe"], "module.channels_last=maybe is not true or false"),

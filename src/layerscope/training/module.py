@@ -128,7 +128,12 @@ class ImageClassifier(L.LightningModule):
         size = self.train_image_size(self.current_epoch)
         if size is None or size >= images.shape[-1]:
             return images
-        return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        # The antialiased kernel has no bf16 implementation on the CPU (bf16-true hands bf16 batches
+        # in): shrink in fp32 and hand the batch back in its own dtype.
+        shrunk = F.interpolate(
+            images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
+        return shrunk.to(images.dtype)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
