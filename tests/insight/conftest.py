@@ -11,7 +11,8 @@ from layerscope.apps.train import train_with
 from tests.conftest import CONF, TINY_SHAPES
 
 EPOCHS = 2
-# The steps the probes and the dissection log at by default: before training, then every second epoch.
+# The steps the probes, the dissection, the feature maps and the top patches log at by default:
+# before training, then every second epoch (and the last).
 EVERY_SECOND_EPOCH = [0, *range(2, EPOCHS + 1, 2)]
 DEPTH = 8  # ResNet-8: 8 named layers
 LAYERS = ["01_stem", "02_stage1.block1.conv1", "03_stage1.block1.conv2", "04_stage2.block1.conv1",
