@@ -18,19 +18,12 @@ The quantile used here is 0.02, not the paper's 0.005. The paper's images are 22
 ours are 32, where the part edges (one pixel wide) cover about 10 % of the pixels, so a unit on at
 its top 0.5 % of positions reaches an IoU of at most 0.05 with them: almost no unit clears 0.04.
 At 0.02 a unit covers about as many pixels as one part kind or one object class does (1 to 5 % of
-all pixels), so every concept can be matched. Measured on ResNet-20 (500 validation images):
-after two short epochs (72 % accuracy), 0.005 labels 0-12 % of stage-1 units as edge detectors,
-0.02 labels 44-69 %, 0.05 62-94 % (and edges then spread into stage 2). A calibration on the
-default run's checkpoint found, at 0.02, edge detectors in stage 1, part detectors peaking in
-stage 2 and object detectors dominating stage 3. The IoU threshold stays the paper's 0.04.
+all pixels), so every concept can be matched. The IoU threshold stays the paper's 0.04.
 
 The default sample is 300 validation images, dissected before training, after every second epoch
-and after the last (``insight.dissection.every_n_epochs``).
-On the default run's trained ResNet-20 (``benchmarks/dissection_sample_size.py``, four disjoint
-samples of each size) stage 2's mean share of part detectors ranged over 40-51 % between samples of
-150 images, 38-45 % between samples of 300 and 38-45 % between samples of 500: 300 images halve
-the spread of 150, and more images do not narrow it further, while the time grows with the images
-(0.58 s for 150, 0.91 s for 300, 1.48 s for 500 on two cores).
+and after the last (``insight.dissection.every_n_epochs``). How the stage shares vary between
+samples of 150, 300 and 500 images, and what each costs, is measured by
+``benchmarks/dissection_sample_size.py`` (figures in BENCHMARKS.md).
 """
 
 from __future__ import annotations
