@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from layerscope.data.base import ImageSource, ImageSplits
 from layerscope.data.shapes import (
     CLASS_NAMES,
     CLASSES,
@@ -182,6 +183,11 @@ def test_source_gives_concept_masks_for_any_indices(tmp_path: Path) -> None:
     assert torch.equal(again.masks[0], masks.masks[1])
 
 
+class _ImagesOnly(ImageSource):
+    def load(self, max_train: int | None = None) -> ImageSplits:
+        raise AssertionError("not called: the data module has already loaded")
+
+
 def test_data_module_gives_the_masks_of_its_validation_images(data_dir: Path) -> None:
     from tests.data.test_datamodule import make
 
@@ -191,5 +197,5 @@ def test_data_module_gives_the_masks_of_its_validation_images(data_dir: Path) ->
     assert masks is not None and masks.masks.shape == (60, 18, 32, 32)
     objects = masks.masks[:, masks.kinds.index("object"):].flatten(2).any(2)
     assert torch.equal(objects.int().argmax(1), module.val.labels[:60])  # each image's own object
-    module.source = object()  # a source without masks
+    module.source = _ImagesOnly()  # a source that declares only load()
     assert module.concept_masks(torch.arange(3)) is None

@@ -52,6 +52,16 @@ def test_streamed_and_in_memory_give_the_same_batches(photos: Path) -> None:
     assert torch.equal(memory.val.images[torch.tensor([3, 0])], disk.val.images[torch.tensor([3, 0])])
 
 
+def test_the_memory_decision_comes_back_from_load_and_leaves_the_source_as_it_was(photos: Path) -> None:
+    decoded_gb = 5 * PER_CLASS * 3 * SIZE * SIZE / 2**30
+    for cache, budget, expected in (("memory", None, True), ("disk", None, False),
+                                    ("auto", decoded_gb * 1.1, True), ("auto", decoded_gb * 0.9, False)):
+        source = ImageFolderSource(str(photos), image_size=SIZE, cache=cache, memory_budget_gb=budget)
+        before = dict(vars(source))
+        assert source.load().in_memory is expected
+        assert vars(source) == before
+
+
 def test_worker_processes_decode_the_same_batches(photos: Path) -> None:
     one = batches(data_module(photos, "disk", photo_augment=False, num_workers=0).val_dataloader())
     two = batches(data_module(photos, "disk", photo_augment=False, num_workers=2).val_dataloader())

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from layerscope.data.base import ImageSplits, LabelledImages
+from layerscope.data.base import ImageSource, ImageSplits, LabelledImages
 from layerscope.data.datamodule import ImageDataModule
 from layerscope.data.shapes import concepts, render_with_maps
 from layerscope.insight.dissection import (
@@ -173,7 +173,7 @@ def test_insight_off_logs_no_dissection(runs: dict[str, Path]) -> None:
     assert logged and not [t for t in logged if t.startswith("dissection")]
 
 
-class _RandomImages:
+class _RandomImages(ImageSource):
     """A data source without concept masks: 40 random 8x8 grey images in two classes."""
 
     def load(self, max_train: int | None = None) -> ImageSplits:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from layerscope.data.base import ImageSplits, LabelledImages
+from layerscope.data.base import ImageSource, ImageSplits, LabelledImages
 from layerscope.data.datamodule import ImageDataModule
 from layerscope.errors import UserError
 from layerscope.insight.inputs import INSIGHT_DATA_MEMBERS, InsightData, insight_data, inspected_model
@@ -18,7 +18,7 @@ from layerscope.insight.inputs import INSIGHT_DATA_MEMBERS, InsightData, insight
 INSIGHT = Path(__file__).resolve().parents[2] / "src" / "layerscope" / "insight"
 
 
-class _RandomImages:
+class _RandomImages(ImageSource):
     """A data source of 40 random 8x8 grey images in two classes."""
 
     def load(self, max_train: int | None = None) -> ImageSplits:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from layerscope.data.base import ImageSplits, LabelledImages
+from layerscope.data.base import ImageSource, ImageSplits, LabelledImages
 from layerscope.data.datamodule import ImageDataModule
 from layerscope.data.shapes import PART_NAMES
 from layerscope.insight.probes import LayerProbes, probe_scores
@@ -52,7 +52,7 @@ def test_a_run_logs_every_part_at_every_layer_before_training_and_every_second_e
     assert [e.step for e in events.Images("probe/parts_vs_depth")] == steps
 
 
-class _GreyImages:
+class _GreyImages(ImageSource):
     """A data source without part labels: 60 random 8x8 grey images in two classes."""
 
     def load(self, max_train: int | None = None) -> ImageSplits:

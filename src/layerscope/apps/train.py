@@ -30,7 +30,9 @@ from layerscope.training.timing import PhaseTimer, breakdown_line, process_start
 
 log = logging.getLogger(__name__)
 
-# Our data already sits in memory as tensors: extra loader workers would only add overhead.
+# Lightning advises more loader workers whenever a loader has few. Tensors in memory are gathered a
+# batch at a time, where workers only add overhead; streamed folders get them from
+# data.num_workers=auto (one per core, up to 4). The advice fits neither, so it is not shown.
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 # A best val/acc less than this share of the way from guessing (1 / classes) to perfect: nothing learned.

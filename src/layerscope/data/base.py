@@ -1,4 +1,5 @@
-"""What every data source hands to the data module: uint8 image tensors in memory, or image files."""
+"""The data-source interface: what every source hands to the data module (uint8 image tensors in
+memory, or image files), and what a source may offer beyond that (concept masks, decoding files)."""
 
 from __future__ import annotations
 
@@ -37,9 +38,33 @@ class ImageSplits:
     test: LabelledImages | None = None
     val: LabelledImages | None = None
     part_names: list[str] = field(default_factory=list)
+    # Whether splits of image files are decoded into memory (the source's ``materialise``) or
+    # streamed from disk batch by batch; tensors are in memory either way.
+    in_memory: bool = True
+
+
+@dataclass
+class ConceptMasks:
+    """Pixel masks of named concepts for N images: what network dissection scores units against."""
+
+    names: list[str]
+    kinds: list[str]  # "edge", "part" or "object", one per concept
+    masks: torch.Tensor  # bool (N, K, H, W)
 
 
 class ImageSource(Protocol):
-    """Loads a data set into memory. ``max_train`` lets a quick run skip loading the rest."""
+    """A data set as the data module reads it. Sources subclass this to take the defaults of the
+    optional members: a source that only has images needs nothing but ``load``."""
 
-    def load(self, max_train: int | None = None) -> ImageSplits: ...
+    def load(self, max_train: int | None = None) -> ImageSplits:
+        """The splits, as tensors or image files; ``max_train`` lets a quick run skip the rest."""
+        ...
+
+    def materialise(self, split: LabelledImages, where: str) -> LabelledImages:
+        """``split`` with its image files decoded into a tensor, for splits ``load`` marked
+        ``in_memory``. Sources that hand over tensors keep this default."""
+        return split
+
+    def concept_masks(self, split: str, indices: torch.Tensor) -> ConceptMasks | None:
+        """Concept masks of images ``indices`` of the source's ``split``; None where it has none."""
+        return None

@@ -13,9 +13,8 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from layerscope.data.augment import channel_stats, match_shape, normalise, random_crop_flip
-from layerscope.data.base import ImageSource, ImageSplits, LabelledImages
+from layerscope.data.base import ConceptMasks, ImageSource, ImageSplits, LabelledImages
 from layerscope.data.image_files import FileBatches, ImageFiles, decode_all
-from layerscope.data.shapes import ConceptMasks
 from layerscope.errors import UserError, check_int
 
 
@@ -141,19 +140,6 @@ class ImageDataModule(L.LightningDataModule):
         photo_augment: bool | str = "auto",
     ) -> None:
         super().__init__()
-        check_int("data.batch_size", batch_size)
-        check_int("data.eval_batch_size", eval_batch_size)
-        check_int("data.train_size", train_size, allow_none=True)
-        check_int("data.val_size", val_size)
-        check_int("data.test_size", test_size)
-        if num_workers != "auto":
-            check_int("data.num_workers", num_workers, minimum=0)
-        if photo_augment not in (True, False, "auto"):
-            raise UserError(f"data.photo_augment={photo_augment} must be true, false or auto")
-        check_int("data.crop_padding", crop_padding, minimum=0)
-        check_int("data.image_size", image_size, minimum=4)
-        if in_channels not in (1, 3):
-            raise UserError(f"data.in_channels={in_channels} must be 1 (grey) or 3 (RGB)")
         self.source = source
         self.name = name
         self.root = root  # data.root: the one key users set; the source config interpolates it
@@ -164,9 +150,31 @@ class ImageDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.crop_padding, self.hflip = crop_padding, hflip
         self.mean_config, self.std_config = mean, std
-        if resize_size is not None and resize_size < image_size:
-            raise UserError(f"data.resize_size={resize_size} must be at least data.image_size={image_size}")
         self.resize_size, self.photo_augment = resize_size, photo_augment
+        self._check_settings()
+        self._forget_data()
+
+    def _check_settings(self) -> None:
+        """Settings a user can get wrong, each refused in one line that names the key."""
+        check_int("data.batch_size", self.batch_size)
+        check_int("data.eval_batch_size", self.eval_batch_size)
+        check_int("data.train_size", self.train_size, allow_none=True)
+        check_int("data.val_size", self.val_size)
+        check_int("data.test_size", self.test_size)
+        if self.num_workers != "auto":
+            check_int("data.num_workers", self.num_workers, minimum=0)
+        if self.photo_augment not in (True, False, "auto"):
+            raise UserError(f"data.photo_augment={self.photo_augment} must be true, false or auto")
+        check_int("data.crop_padding", self.crop_padding, minimum=0)
+        check_int("data.image_size", self.image_size, minimum=4)
+        if self.in_channels not in (1, 3):
+            raise UserError(f"data.in_channels={self.in_channels} must be 1 (grey) or 3 (RGB)")
+        if self.resize_size is not None and self.resize_size < self.image_size:
+            raise UserError(f"data.resize_size={self.resize_size} must be at least "
+                            f"data.image_size={self.image_size}")
+
+    def _forget_data(self) -> None:
+        """The state before ``setup``: nothing loaded, no loader, no position in an epoch."""
         self.classes: list[str] = []
         self.part_names: list[str] = []
         self.train: LabelledImages | None = None
@@ -174,6 +182,7 @@ class ImageDataModule(L.LightningDataModule):
         self.test: LabelledImages | None = None
         self.mean: list[float] = []
         self.std: list[float] = []
+        self._files_in_memory = True  # the source's decision for image files, made when it loads
         self._train_loader: ResumableLoader | None = None
         self._train_position: dict[str, int] | None = None  # from a checkpoint, until the loader exists
         self._val_origin: tuple[str, torch.Tensor] | None = None  # the source split and indices of val
@@ -190,6 +199,7 @@ class ImageDataModule(L.LightningDataModule):
                 f"classes ({', '.join(splits.classes[:12])})"
             )
         self.classes, self.part_names = list(splits.classes), list(splits.part_names)
+        self._files_in_memory = splits.in_memory
         self.train, self.val, self.test = self._split(splits)
         if self.mean_config is None or self.std_config is None:
             self.mean, self.std = channel_stats(self._stats_images())
@@ -223,7 +233,7 @@ class ImageDataModule(L.LightningDataModule):
             files = (part.images.for_training(self._photo_augment()) if split == "train"
                      else part.images.for_evaluation(self.resize_size))
             part = LabelledImages(files, part.labels, part.parts)
-            if getattr(self.source, "in_memory", False):
+            if self._files_in_memory:
                 part = self.source.materialise(part, split)
         if isinstance(part.images, ImageFiles):
             return LabelledImages(part.images, part.labels.long(), part.parts)
@@ -233,7 +243,7 @@ class ImageDataModule(L.LightningDataModule):
     def _photo_augment(self) -> bool:
         """Photo augmentation (random resized crops of the whole photo) where training images stream:
         ``auto`` turns it on there; images decoded into memory are already cropped to the input."""
-        streams = not getattr(self.source, "in_memory", True)
+        streams = not self._files_in_memory
         if self.photo_augment is True and not streams:
             raise UserError("data.photo_augment=true crops whole photos as they stream from disk: "
                             "pass data.source.cache=disk too, or data.photo_augment=false")
@@ -285,12 +295,11 @@ class ImageDataModule(L.LightningDataModule):
 
         None where the source cannot render them, or where the images were resized to fit.
         """
-        render = getattr(self.source, "concept_masks", None)
-        if render is None or self._val_origin is None or self.val is None:
+        if self._val_origin is None or self.val is None:
             return None
         split, origin = self._val_origin
-        masks = render(split, origin[indices])
-        return masks if masks.masks.shape[-1] == self.val.images.shape[-1] else None
+        masks = self.source.concept_masks(split, origin[indices])
+        return masks if masks is not None and masks.masks.shape[-1] == self.val.images.shape[-1] else None
 
     # --- batches -----------------------------------------------------------------------------
     def _loader(self, part: LabelledImages | None, train: bool) -> ResumableLoader:

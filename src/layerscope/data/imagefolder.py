@@ -16,11 +16,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from layerscope.data.base import ImageSplits, LabelledImages
-from layerscope.data.image_files import ImageFiles, UnreadableImage, decode_all, load_image
+from layerscope.data.base import ImageSource, ImageSplits, LabelledImages
+from layerscope.data.image_files import ImageFiles, decode_all
 from layerscope.errors import UserError
-
-__all__ = ["ImageFolderSource", "UnreadableImage", "class_names", "load_image"]
 
 log = logging.getLogger(__name__)
 SPLIT_FOLDERS = ("train", "val", "test")
@@ -61,7 +59,7 @@ def _listed(bad: list[str]) -> str:
     return "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
 
 
-class ImageFolderSource:
+class ImageFolderSource(ImageSource):
     """Lists ``root/<class>/*`` (or ``root/{train,val,test}/<class>/*``); decodes into memory or streams.
 
     ``memory_budget_gb`` (null: half the memory available when the run starts) is what
@@ -79,7 +77,6 @@ class ImageFolderSource:
         self.root = Path(root).expanduser()
         self.image_size, self.in_channels = image_size, in_channels
         self.on_bad_file, self.cache, self.memory_budget_gb = on_bad_file, cache, memory_budget_gb
-        self.in_memory = True  # decided by load()
 
     # --- listing -------------------------------------------------------------------------------
     def _list_split(self, folder: Path, classes: list[str]) -> LabelledImages:
@@ -129,7 +126,7 @@ class ImageFolderSource:
             found = {s: self._list_split(self.root / s, classes)
                      for s in SPLIT_FOLDERS if (self.root / s).is_dir()}
             splits = ImageSplits(classes, found["train"], found.get("test"), found.get("val"))
-        self.in_memory = self._fits_in_memory(splits)
+        splits.in_memory = self._fits_in_memory(splits)
         return splits
 
     # --- memory or disk ------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from layerscope.data.base import ImageSplits, LabelledImages
+from layerscope.data.base import ConceptMasks, ImageSource, ImageSplits, LabelledImages
 from layerscope.files import one_at_a_time, torch_bytes, write_atomically
 
 FORMAT_VERSION = 2  # bump when the rendering changes, so stale caches are not reused
@@ -203,15 +203,6 @@ class PartMaps:
         return (self.visible >= 1) & (self.visible <= len(PART_NAMES))
 
 
-@dataclass
-class ConceptMasks:
-    """Pixel masks of named concepts for N images: what network dissection scores units against."""
-
-    names: list[str]
-    kinds: list[str]  # "edge", "part" or "object", one per concept
-    masks: torch.Tensor  # bool (N, K, H, W)
-
-
 def concepts(maps: PartMaps, labels: torch.Tensor) -> ConceptMasks:
     """The concepts of ``shapes``: part edges, each part kind (object or stray), each class's object."""
     whole = maps.object()
@@ -389,7 +380,7 @@ def render_images_with_maps(
     return images, labels, PartMaps(visible, edges)
 
 
-class ShapesSource:
+class ShapesSource(ImageSource):
     """Generates the ``shapes`` data set once and caches it under ``root/shapes``."""
 
     def __init__(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from layerscope.data.base import ImageSplits, LabelledImages
+from layerscope.data.base import ImageSource, ImageSplits, LabelledImages
 from layerscope.data.idx import read_idx
 from layerscope.errors import UserError
 from layerscope.files import one_at_a_time
@@ -48,7 +48,7 @@ def _load_idx_folder(folder: Path) -> dict[str, LabelledImages] | None:
     return splits
 
 
-class IdxSource:
+class IdxSource(ImageSource):
     """MNIST-format data: look in the given folders in order, else download with torchvision."""
 
     def __init__(self, root: str, name: str, download: bool = True) -> None:
@@ -101,7 +101,7 @@ class IdxSource:
             ) from err
 
 
-class Cifar10Source:
+class Cifar10Source(ImageSource):
     """CIFAR-10 via torchvision, downloaded into ``root`` on first use."""
 
     def __init__(self, root: str, download: bool = True) -> None:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from layerscope.data.augment import normalise
-from layerscope.data.imagefolder import load_image
+from layerscope.data.image_files import load_image
 from layerscope.errors import UserError
 from layerscope.inference.trust import MODEL_BUILDERS, trusted
 from layerscope.models import build_model

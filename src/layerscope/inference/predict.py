@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from layerscope.data.imagefolder import UnreadableImage
+from layerscope.data.image_files import UnreadableImage
 from layerscope.errors import UserError
 from layerscope.files import write_atomically
 from layerscope.inference.loading import Classifier

@@ -43,7 +43,7 @@ from matplotlib.axes import Axes
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-from layerscope.data.shapes import ConceptMasks
+from layerscope.data.base import ConceptMasks
 from layerscope.insight import render
 from layerscope.insight.base import EpochView
 from layerscope.insight.capture import inspection_mode, layer_hooks, layer_tag, named_layers

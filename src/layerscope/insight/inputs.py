@@ -16,9 +16,8 @@ import lightning as L
 import torch
 from torch import nn
 
-from layerscope.data.base import LabelledImages
+from layerscope.data.base import ConceptMasks, LabelledImages
 from layerscope.data.datamodule import precision_input
-from layerscope.data.shapes import ConceptMasks
 from layerscope.errors import UserError
 from layerscope.insight.capture import LayerAnatomy, trace_anatomy
 
