@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from layerscope.errors import UserError
 from layerscope.inference import load_classifier
-from layerscope.inference.trust import DATA_BUILDERS, MODEL_BUILDERS, trusted
+from layerscope.inference.trust import data_builders, model_builders, trusted
 from tests.conftest import CONF
 
 INFO = {"name": "shapes", "classes": ["a", "b"], "in_channels": 1, "image_size": 8,
@@ -75,14 +75,14 @@ def test_load_classifier_refuses_other_callables_and_runs_none(tmp_path: Path, k
 def test_refusal_names_the_value(tmp_path: Path) -> None:
     config = {"_target_": "shutil.rmtree", "path": str(tmp_path)}
     with pytest.raises(UserError, match=r"model_config\._target_='shutil\.rmtree' is not one of"):
-        trusted(config, MODEL_BUILDERS, "model_config", "x.ckpt")
+        trusted(config, model_builders(), "model_config", "x.ckpt")
     assert tmp_path.exists()
 
 
 def test_a_data_builder_is_no_model_builder() -> None:
     config = {"_target_": "layerscope.data.datamodule.ImageDataModule"}
     with pytest.raises(UserError, match=r"model_config\._target_"):
-        trusted(config, MODEL_BUILDERS, "model_config", "x")
+        trusted(config, model_builders(), "model_config", "x")
 
 
 def test_old_builder_names_load_as_the_new_ones(tiny_run: Path, tmp_path: Path) -> None:
@@ -95,7 +95,8 @@ def test_old_builder_names_load_as_the_new_ones(tiny_run: Path, tmp_path: Path) 
     images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
     assert torch.equal(load_classifier(old).predict(images).probs,
                        load_classifier(ckpt).predict(images).probs)
-    renamed = trusted({"_target_": "layerscope.models.plain", "depth": 8}, MODEL_BUILDERS, "model_config", "")
+    old_name = {"_target_": "layerscope.models.plain", "depth": 8}
+    renamed = trusted(old_name, model_builders(), "model_config", "")
     assert renamed == {"_target_": "layerscope.models.cifar_plain", "depth": 8}
 
 
@@ -110,7 +111,7 @@ def targets(node: Any) -> Iterator[str]:
             yield from targets(item)
 
 
-@pytest.mark.parametrize(("group", "allowed"), [("model", MODEL_BUILDERS), ("data", DATA_BUILDERS)])
+@pytest.mark.parametrize(("group", "allowed"), [("model", model_builders()), ("data", data_builders())])
 def test_every_shipped_option_is_allowed(group: str, allowed: frozenset[str],
                                          compose_train: Callable[..., DictConfig]) -> None:
     options = sorted(p.stem for p in (CONF / group).glob("*.yaml"))

@@ -26,7 +26,7 @@ from layerscope.inference.loading import (
     read_checkpoint,
     run_folder,
 )
-from layerscope.inference.trust import DATA_BUILDERS, trusted
+from layerscope.inference.trust import data_builders, trusted
 from layerscope.training.module import ImageClassifier
 from layerscope.training.precision import resolve as resolve_precision
 
@@ -47,7 +47,7 @@ def data_config(cfg: DictConfig) -> Any:
     # The run's own config resolves the data config's interpolations (seed, ...); its paths are
     # replaced by this command's, so data is looked for where this command says it lives.
     merged = OmegaConf.merge(OmegaConf.load(saved), {"paths": cfg.paths})
-    return trusted(OmegaConf.to_container(merged.data, resolve=True), DATA_BUILDERS, "data", str(saved))
+    return trusted(OmegaConf.to_container(merged.data, resolve=True), data_builders(), "data", str(saved))
 
 
 def checkpoint_preprocessing(info: dict[str, Any]) -> dict[str, Any]:

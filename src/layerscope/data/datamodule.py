@@ -16,6 +16,7 @@ from layerscope.data.augment import channel_stats, match_shape, normalise, rando
 from layerscope.data.base import ConceptMasks, ImageSource, ImageSplits, LabelledImages
 from layerscope.data.image_files import FileBatches, ImageFiles, decode_all
 from layerscope.errors import UserError, check_int
+from layerscope.registry import DATA
 
 
 class ShuffledBatches(Sampler[torch.Tensor]):
@@ -110,6 +111,7 @@ def precision_input(trainer: Any, images: torch.Tensor) -> torch.Tensor:
     return images if plugin is None else plugin.convert_input(images)
 
 
+@DATA.register()  # every data option builds it around its source
 class ImageDataModule(L.LightningDataModule):
     """Holds train/val/test as uint8 tensors; crops, flips and normalises whole batches.
 

@@ -19,6 +19,7 @@ from PIL import Image
 from layerscope.data.base import ImageSource, ImageSplits, LabelledImages
 from layerscope.data.image_files import ImageFiles, decode_all
 from layerscope.errors import UserError
+from layerscope.registry import DATA
 
 log = logging.getLogger(__name__)
 SPLIT_FOLDERS = ("train", "val", "test")
@@ -59,6 +60,7 @@ def _listed(bad: list[str]) -> str:
     return "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
 
 
+@DATA.register("imagefolder")
 class ImageFolderSource(ImageSource):
     """Lists ``root/<class>/*`` (or ``root/{train,val,test}/<class>/*``); decodes into memory or streams.
 

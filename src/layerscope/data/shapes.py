@@ -25,6 +25,7 @@ import torch
 
 from layerscope.data.base import ConceptMasks, ImageSource, ImageSplits, LabelledImages
 from layerscope.files import one_at_a_time, torch_bytes, write_atomically
+from layerscope.registry import DATA
 
 FORMAT_VERSION = 2  # bump when the rendering changes, so stale caches are not reused
 CHUNK = 1000  # images per independently seeded chunk
@@ -380,6 +381,7 @@ def render_images_with_maps(
     return images, labels, PartMaps(visible, edges)
 
 
+@DATA.register("shapes")
 class ShapesSource(ImageSource):
     """Generates the ``shapes`` data set once and caches it under ``root/shapes``."""
 

@@ -10,6 +10,7 @@ from layerscope.data.base import ImageSource, ImageSplits, LabelledImages
 from layerscope.data.idx import read_idx
 from layerscope.errors import UserError
 from layerscope.files import one_at_a_time
+from layerscope.registry import DATA
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = [
@@ -48,6 +49,7 @@ def _load_idx_folder(folder: Path) -> dict[str, LabelledImages] | None:
     return splits
 
 
+@DATA.register("fashion_mnist", "mnist")
 class IdxSource(ImageSource):
     """MNIST-format data: look in the given folders in order, else download with torchvision."""
 
@@ -101,6 +103,7 @@ class IdxSource(ImageSource):
             ) from err
 
 
+@DATA.register("cifar10")
 class Cifar10Source(ImageSource):
     """CIFAR-10 via torchvision, downloaded into ``root`` on first use."""
 

@@ -20,7 +20,7 @@ from torch import nn
 from layerscope.data.augment import normalise
 from layerscope.data.image_files import load_image
 from layerscope.errors import UserError
-from layerscope.inference.trust import MODEL_BUILDERS, trusted
+from layerscope.inference.trust import model_builders, trusted
 from layerscope.models import build_model
 from layerscope.models.adapted import without_pretrained
 from layerscope.models.layers import layer_hooks, named_layers
@@ -59,7 +59,7 @@ def model_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]
     Pretrained weights it names are not fetched again: the checkpoint's own weights replace them.
     """
     stored = checkpoint["hyper_parameters"]["model_config"]
-    config = trusted(stored, MODEL_BUILDERS, "model_config", str(path))
+    config = trusted(stored, model_builders(), "model_config", str(path))
     return without_pretrained(config)
 
 

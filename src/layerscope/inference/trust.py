@@ -3,9 +3,9 @@
 A checkpoint's model config and a run folder's saved data config are handed to Hydra's
 ``instantiate``, which calls whatever ``_target_`` names. Whoever made the file chose those names,
 so before anything is built every ``_target_`` in the config, at any depth, must be one of the
-builders below; and no value may still hold a ``${...}`` interpolation, which Hydra would resolve
-into new config (``oc.create`` makes a whole node) after this check. Configs composed from the
-user's own command line and ``conf/`` are not checked: the user chose them.
+builders registered in ``registry.py``; and no value may still hold a ``${...}`` interpolation,
+which Hydra would resolve into new config (``oc.create`` makes a whole node) after this check.
+Configs composed from the user's own command line and ``conf/`` are not checked: the user chose them.
 """
 
 from __future__ import annotations
@@ -13,35 +13,29 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import layerscope.models  # noqa: F401 - registers every model builder
 from layerscope.errors import UserError
+from layerscope.registry import DATA, MODELS
 
-MODEL_BUILDERS = frozenset({
-    "layerscope.models.cifar_resnet",
-    "layerscope.models.cifar_plain",
-    "layerscope.models.FastResNet",
-    "layerscope.models.MLP",
-    "layerscope.models.ShallowCNN",
-    "layerscope.models.torchvision_classifier",
-    "layerscope.models.timm_classifier",
-})
-DATA_BUILDERS = frozenset({
-    "layerscope.data.datamodule.ImageDataModule",
-    "layerscope.data.torchvision_sets.IdxSource",
-    "layerscope.data.torchvision_sets.Cifar10Source",
-    "layerscope.data.shapes.ShapesSource",
-    "layerscope.data.imagefolder.ImageFolderSource",
-})
-# Builders that were renamed: checkpoints written before keep loading under the new name.
-RENAMED = {
-    "layerscope.models.resnet": "layerscope.models.cifar_resnet",
-    "layerscope.models.plain": "layerscope.models.cifar_plain",
-}
+
+def model_builders() -> frozenset[str]:
+    """The model builders a checkpoint may name: every one in the registry."""
+    return MODELS.targets
+
+
+def data_builders() -> frozenset[str]:
+    """The data module and sources a run folder's saved data config may name."""
+    # Imported here: the data module imports Lightning, which predicting from a checkpoint never needs.
+    import layerscope.data.sources  # noqa: F401 - registers every source
+
+    return DATA.targets
 
 
 def current_targets(config: Any) -> Any:
     """A copy of ``config`` (nested dicts and lists) with renamed builders under their new names."""
     if isinstance(config, Mapping):
-        return {key: RENAMED.get(value, value) if key == "_target_" and isinstance(value, str)
+        renamed = MODELS.renamed
+        return {key: renamed.get(value, value) if key == "_target_" and isinstance(value, str)
                 else current_targets(value) for key, value in config.items()}
     if _is_list(config):
         return [current_targets(item) for item in config]

@@ -19,6 +19,7 @@ from layerscope.errors import UserError
 from layerscope.models import pretrained
 from layerscope.models.derived import derive_layers, pick_layers
 from layerscope.models.layers import Layer
+from layerscope.registry import MODELS
 
 log = logging.getLogger(__name__)
 FREEZE = ("none", "backbone")
@@ -94,6 +95,7 @@ def _finish(
     return model
 
 
+@MODELS.register("torchvision")
 def torchvision_classifier(
     arch: str, num_classes: int, in_channels: int = 3, image_size: int = 224, weights: str | None = None,
     freeze: str = "none", backbone_lr_scale: float = 1.0, layers: int | str = 16,
@@ -111,6 +113,7 @@ def torchvision_classifier(
     return _finish(net, arch, in_channels, image_size, layers, freeze, backbone_lr_scale, state, source)
 
 
+@MODELS.register("timm")
 def timm_classifier(
     arch: str, num_classes: int, in_channels: int = 3, image_size: int = 224, weights: str | None = None,
     freeze: str = "none", backbone_lr_scale: float = 1.0, layers: int | str = 16,

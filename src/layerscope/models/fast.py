@@ -25,6 +25,7 @@ from torch import nn
 
 from layerscope.errors import UserError
 from layerscope.models.resnet import BasicBlock
+from layerscope.registry import MODELS
 
 
 def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -36,6 +37,7 @@ def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
+@MODELS.register("fast")
 class FastResNet(nn.Module):
     """``stem_layers`` convs, two stages of conv + residual block, a head conv and a classifier."""
 

@@ -10,8 +10,10 @@ import torch
 from torch import nn
 
 from layerscope.errors import UserError
+from layerscope.registry import MODELS
 
 
+@MODELS.register("mlp")
 class MLP(nn.Module):
     """A fully connected network with one ``nn.Linear`` + ReLU per hidden layer."""
 

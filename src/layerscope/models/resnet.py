@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from layerscope.errors import UserError
+from layerscope.registry import MODELS
 
 STAGE_WIDTHS = (16, 32, 64)
 
@@ -151,6 +152,7 @@ class CifarResNet(nn.Module):
         return layers
 
 
+@MODELS.register("deep", formerly=("layerscope.models.resnet",))
 def cifar_resnet(
     depth: int = 20, in_channels: int = 3, num_classes: int = 10, image_size: int = 32,
     activation: str = "relu", batch_norm: bool = True,
@@ -159,6 +161,7 @@ def cifar_resnet(
     return CifarResNet(depth, in_channels, num_classes, image_size, True, activation, batch_norm)
 
 
+@MODELS.register("plain", formerly=("layerscope.models.plain",))
 def cifar_plain(
     depth: int = 20, in_channels: int = 3, num_classes: int = 10, image_size: int = 32,
     activation: str = "relu", batch_norm: bool = True,

@@ -10,8 +10,10 @@ import torch
 from torch import nn
 
 from layerscope.errors import UserError
+from layerscope.registry import MODELS
 
 
+@MODELS.register("shallow")
 class ShallowCNN(nn.Module):
     """``len(channels)`` conv layers (each halving the resolution) and one linear layer."""
 
