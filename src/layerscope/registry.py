@@ -2,7 +2,7 @@
 
 A builder registers under the config options that build it (``conf/model/deep.yaml`` builds
 ``cifar_resnet``) and under the ``_target_`` configs name it by. The registry is the one list of
-them: configs read back from files may build only what it holds (``inference/trust.py``), old
+them: configs read back from files may build only what it holds (``trust.py``), old
 checkpoints' renamed targets are upgraded through it, and the option lists are read from it.
 A registry is complete once the modules that register into it are imported: ``layerscope.models``
 for models, ``layerscope.data.sources`` for data.

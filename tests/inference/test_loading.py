@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from layerscope.checkpoint import check_fits, read_checkpoint, run_folder
 from layerscope.errors import UserError
-from layerscope.inference import load_classifier, read_checkpoint, run_folder
-from layerscope.inference.loading import check_fits
+from layerscope.inference import load_classifier
 
 
 class Payload:

@@ -16,19 +16,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from layerscope.apps.cli import run_hydra, write_json_atomic
+from layerscope.checkpoint import check_fits, read_checkpoint, run_folder
 from layerscope.errors import UserError
-from layerscope.inference.loading import (
-    check_fits,
-    checkpoint_test_views,
-    choose_device,
-    load_weights,
-    model_config,
-    read_checkpoint,
-    run_folder,
-)
-from layerscope.inference.trust import data_builders, trusted
+from layerscope.inference.loading import choose_device
 from layerscope.training.module import ImageClassifier
 from layerscope.training.precision import resolve as resolve_precision
+from layerscope.trust import data_builders, trusted
 
 ACCELERATORS = {"cpu": "cpu", "cuda": "gpu", "mps": "mps"}  # torch's device types -> Lightning's
 
@@ -51,10 +44,9 @@ def data_config(cfg: DictConfig) -> Any:
 
 
 def checkpoint_preprocessing(info: dict[str, Any]) -> dict[str, Any]:
-    """The normalisation and evaluation resize the model was trained with, from its checkpoint: the
-    test images must reach the model exactly as the validation images did in training."""
-    resize = info.get("resize_size")  # checkpoints from before it existed resized to the input size
-    return {"mean": list(info["mean"]), "std": list(info["std"]), "resize_size": resize}
+    """The normalisation and evaluation resize the model was trained with, from its checkpoint's
+    data info: the test images must reach the model exactly as the validation images did in training."""
+    return {"mean": list(info["mean"]), "std": list(info["std"]), "resize_size": info["resize_size"]}
 
 
 def trainer_placement(device: str) -> dict[str, Any]:
@@ -83,12 +75,7 @@ class KeepLogits(L.Callback):
 
 def tested_module(cfg: DictConfig) -> ImageClassifier:
     """The LightningModule as the training run tested it: its weights and its test-time views."""
-    checkpoint = read_checkpoint(cfg.ckpt_path)
-    hparams = checkpoint["hyper_parameters"]
-    module = ImageClassifier(model_config(checkpoint, cfg.ckpt_path), hparams["data_info"],
-                             **checkpoint_test_views(checkpoint, cfg.ckpt_path))
-    load_weights(module, checkpoint["state_dict"], cfg.ckpt_path)
-    return module
+    return ImageClassifier.from_checkpoint(read_checkpoint(cfg.ckpt_path))
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from layerscope.apps.cli import run_hydra
-from layerscope.inference import load_classifier, run_folder
+from layerscope.checkpoint import run_folder
+from layerscope.inference import load_classifier
 from layerscope.inference.export import export_checked, metadata_path
 
 

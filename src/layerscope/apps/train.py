@@ -17,10 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from layerscope.apps.cli import default_config_dir, register_resolvers, run_hydra, write_json_atomic
 from layerscope.apps.sweep_ranks import ranks_run_this_job_only
+from layerscope.checkpoint import read_checkpoint
 from layerscope.errors import UserError
 from layerscope.files import remove_unfinished
-from layerscope.inference.loading import check_fits, read_checkpoint
-from layerscope.inference.trust import current_targets
 from layerscope.insight.hparams import flat_hparams, log_hparams
 from layerscope.models.adapted import weights_preprocessing
 from layerscope.training import gpu
@@ -112,7 +111,8 @@ def pretrained_preprocessing(cfg: DictConfig) -> dict[str, Any]:
 def _build_module(cfg: DictConfig, data_info: dict[str, Any], resume_from: str | None) -> L.LightningModule:
     model_config = OmegaConf.to_container(cfg.model, resolve=True)
     if resume_from:
-        _check_same_setup(resume_from, model_config, data_info)
+        # A damaged or foreign file, or one from another model or data, ends here in one line.
+        read_checkpoint(resume_from).check_continues(model_config, data_info)
     # Built as a partial first, so that Hydra leaves the plain model config (which holds a
     # _target_ of its own) for the module to instantiate and to store in checkpoints.
     return instantiate(cfg.module, _partial_=True)(
@@ -228,18 +228,6 @@ def _checkpoint_to_resume(cfg: DictConfig, run_dir: Path) -> str | None:
     if ckpt_path:
         log.info("Resuming from %s", ckpt_path)
     return ckpt_path or None
-
-
-def _check_same_setup(ckpt_path: str, model_config: Any, data_info: dict[str, Any]) -> None:
-    """A checkpoint continues only the training that made it: same model, same classes and shapes."""
-    saved = read_checkpoint(ckpt_path)["hyper_parameters"]  # a damaged or foreign file ends here
-    resume = "resume with the overrides that started it"
-    if current_targets(saved["model_config"]) != model_config:
-        raise UserError(
-            f"{ckpt_path} was trained with another model or data ({saved['model_config'].get('_target_')} "
-            f"on {saved['data_info'].get('name')}): {resume}"
-        )
-    check_fits(saved["data_info"], data_info, resume)
 
 
 def _print_summary(run_dir: Path, metrics: dict[str, Any], chance: float) -> None:

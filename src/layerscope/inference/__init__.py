@@ -3,13 +3,6 @@
 ``from layerscope.inference import load_classifier`` (or ``from layerscope import load_classifier``).
 """
 
-from layerscope.inference.loading import (
-    Classifier,
-    Predictions,
-    image_files,
-    load_classifier,
-    read_checkpoint,
-    run_folder,
-)
+from layerscope.inference.loading import Classifier, Predictions, image_files, load_classifier
 
-__all__ = ["Classifier", "Predictions", "image_files", "load_classifier", "read_checkpoint", "run_folder"]
+__all__ = ["Classifier", "Predictions", "image_files", "load_classifier"]

@@ -1,14 +1,12 @@
 """Load a checkpoint for inference: ``load_classifier(path).predict(images)``.
 
-A checkpoint alone rebuilds its model and preprocessing: model config, class names, input
-channels and size, normalisation. It is read with ``torch.load(weights_only=True)``: tensors and
-plain types only, so a file carrying a pickled payload is refused before any of it runs. Its model
-config is built only if it names the project's own model builders (see ``trust``).
+A checkpoint alone rebuilds its model and preprocessing (class names, input channels and size,
+normalisation, evaluation resize); ``layerscope.checkpoint`` reads it and builds only the
+project's own registered model builders.
 """
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,87 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from layerscope.checkpoint import read_checkpoint, upgraded_data_info
 from layerscope.data.augment import normalise
 from layerscope.data.image_files import load_image
 from layerscope.errors import UserError
-from layerscope.inference.trust import model_builders, trusted
-from layerscope.models import build_model
-from layerscope.models.adapted import without_pretrained
 from layerscope.models.layers import layer_hooks, named_layers
 
 ImageLike = str | Path | torch.Tensor
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's contents, or a UserError saying in one line why it cannot be used."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise UserError(f"no checkpoint at {path}: pass ckpt_path=outputs/.../checkpoints/best.ckpt")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise UserError(
-            f"{path} holds Python objects besides tensors and plain values, which could run code "
-            "when loaded; it was refused (only layerscope checkpoints load here)"
-        ) from err
-    except Exception as err:  # torch.load fails in many ways on a damaged file: each is the file's fault
-        raise UserError(f"{path} is not a readable checkpoint (truncated or corrupt?): {err}") from err
-    hparams = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
-    if not {"model_config", "data_info"} <= set(hparams) or "state_dict" not in checkpoint:
-        raise UserError(f"{path} is not a layerscope checkpoint (it has no model config or weights)")
-    return checkpoint
-
-
-def run_folder(ckpt_path: str | Path) -> Path:
-    """The run folder that wrote a checkpoint: checkpoints live in ``<run folder>/checkpoints/``."""
-    return Path(ckpt_path).expanduser().resolve().parent.parent
-
-
-def model_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    """The checkpoint's model config, once every builder it names is one of the project's own.
-
-    Pretrained weights it names are not fetched again: the checkpoint's own weights replace them.
-    """
-    stored = checkpoint["hyper_parameters"]["model_config"]
-    config = trusted(stored, model_builders(), "model_config", str(path))
-    return without_pretrained(config)
-
-
-def checkpoint_test_views(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    """The test-time views the training run tested with (the module's ``test_time_*`` settings).
-
-    Read as plain values: a bool and an integer; checkpoints older than these settings used none.
-    """
-    hparams = checkpoint["hyper_parameters"]
-    flip, shift = hparams.get("test_time_flip", False), hparams.get("test_time_shift", 0)
-    if not isinstance(flip, bool) or isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
-        raise UserError(f"{path}: its test_time_flip={flip!r} or test_time_shift={shift!r} is not a "
-                        "bool and an integer >= 0 (not a layerscope checkpoint?)")
-    return {"test_time_flip": flip, "test_time_shift": shift}
-
-
-def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], path: str | Path) -> None:
-    """Load a checkpoint's weights into the model its config built; a mismatch is the file's fault."""
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as err:
-        raise UserError(f"{path}: its weights do not fit its own model config: {err}") from err
-
-
-def check_fits(trained_on: dict[str, Any], data_info: dict[str, Any], next_step: str) -> None:
-    """The data (``data_info`` as a data module gives it) must have the checkpoint's image shape and
-    classes (``trained_on``, its stored data info); else one line ending with ``next_step``."""
-    def shape(info: dict[str, Any]) -> str:
-        return "x".join(map(str, (info["in_channels"], info["image_size"], info["image_size"])))
-
-    def classes(info: dict[str, Any]) -> str:
-        return f"{len(info['classes'])} classes ({', '.join(info['classes'][:4])}, ...)"
-
-    if shape(trained_on) != shape(data_info) or list(trained_on["classes"]) != list(data_info["classes"]):
-        raise UserError(
-            f"the checkpoint expects {shape(trained_on)} images of {classes(trained_on)}; "
-            f"data={data_info['name']} has {shape(data_info)} images of {classes(data_info)}: {next_step}"
-        )
 
 
 @dataclass
@@ -143,12 +67,11 @@ class Classifier:
         self.autocast = inference_autocast(self.device)
         if self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
-        self.info = info
+        self.info = info = upgraded_data_info(info, "the classifier's data info")
         self.classes: list[str] = list(info["classes"])
         self.in_channels: int = info["in_channels"]
         self.image_size: int = info["image_size"]
-        # Checkpoints from before the evaluation resize existed resized to the input size itself.
-        self.resize_size: int = info.get("resize_size") or self.image_size
+        self.resize_size: int = info["resize_size"]
         self._mean = torch.tensor(info["mean"], device=self.device)
         self._std = torch.tensor(info["std"], device=self.device)
 
@@ -206,13 +129,8 @@ def choose_device(device: str | torch.device) -> str | torch.device:
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Classifier:
     """The classifier stored in a layerscope checkpoint, ready to predict on ``device`` (``auto``:
     a CUDA GPU where there is one, else the CPU)."""
-    device = choose_device(device)
     checkpoint = read_checkpoint(path)
-    model = build_model(model_config(checkpoint, path))
-    state = checkpoint["state_dict"]
-    weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-    load_weights(model, weights, path)
-    return Classifier(model, checkpoint["hyper_parameters"]["data_info"], device)
+    return Classifier(checkpoint.model(), checkpoint.data_info, choose_device(device))
 
 
 def image_files(root: Path) -> list[Path]:

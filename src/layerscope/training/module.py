@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
+from layerscope.checkpoint import Checkpoint, stamp
 from layerscope.data.augment import shift
 from layerscope.errors import check_int
 from layerscope.models import build_model
@@ -50,7 +51,7 @@ class ImageClassifier(L.LightningModule):
     """Wraps a model from ``layerscope.models`` for training.
 
     ``model_config`` and ``data_info`` are saved in every checkpoint (plain types only), so a
-    checkpoint alone rebuilds the model and its preprocessing.
+    checkpoint alone rebuilds the model and its preprocessing (``layerscope.checkpoint``).
     """
 
     def __init__(
@@ -96,6 +97,16 @@ class ImageClassifier(L.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Checkpoint) -> ImageClassifier:
+        """The module as the training run tested it: its trusted model, weights and test-time views."""
+        module = cls(checkpoint.trusted_model_config(), checkpoint.data_info, **checkpoint.test_views)
+        checkpoint.load_weights(module)
+        return module
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        stamp(checkpoint)
 
     def setup(self, stage: str) -> None:
         if self.channels_last:

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from layerscope.errors import UserError
 from layerscope.inference import load_classifier
-from layerscope.inference.trust import data_builders, model_builders, trusted
+from layerscope.trust import data_builders, model_builders, trusted
 from tests.conftest import CONF
 
 INFO = {"name": "shapes", "classes": ["a", "b"], "in_channels": 1, "image_size": 8,
