@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from layerscope.insight.capture import inspection_mode, layer_stats, named_layers, trace_anatomy
+from layerscope.insight.capture import layer_stats, trace_anatomy
 from layerscope.models import MLP, ShallowCNN, cifar_resnet
+from layerscope.models.layers import inspection_mode, named_layers
 
 
 def _no_hooks(model: nn.Module) -> bool:

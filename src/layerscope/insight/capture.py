@@ -15,10 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-# The layer-list contract lives with the models; the views import it from here with the rest.
-from layerscope.models.layers import inspection_mode as inspection_mode
-from layerscope.models.layers import layer_hooks, named_layers
-from layerscope.models.layers import layer_tag as layer_tag
+from layerscope.models.layers import inspection_mode, layer_hooks, named_layers
 
 
 def forward_batches(

@@ -46,9 +46,9 @@ from torch.utils.tensorboard import SummaryWriter
 from layerscope.data.base import ConceptMasks
 from layerscope.insight import render
 from layerscope.insight.base import EpochView
-from layerscope.insight.capture import inspection_mode, layer_hooks, layer_tag, named_layers
 from layerscope.insight.findings import peak
 from layerscope.insight.inputs import insight_data, inspected_model, model_input
+from layerscope.models.layers import inspection_mode, layer_hooks, layer_tag, named_layers
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,9 @@ from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
 from layerscope.insight.base import EpochView
-from layerscope.insight.capture import forward_batches, inspection_mode, layer_hooks, layer_tag, named_layers
+from layerscope.insight.capture import forward_batches
 from layerscope.insight.inputs import insight_data, inspected_model, model_input
+from layerscope.models.layers import inspection_mode, layer_hooks, layer_tag, named_layers
 
 
 def probe_indices(labels: torch.Tensor, per_class: int) -> torch.Tensor:

@@ -37,10 +37,11 @@ from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.errors import UserError
 from layerscope.insight import render
-from layerscope.insight.capture import LayerAnatomy, inspection_mode, layer_tag, named_layers
+from layerscope.insight.capture import LayerAnatomy
 from layerscope.insight.inputs import insight_data, inspected_model, model_input
 from layerscope.insight.sample import SampleView
 from layerscope.insight.top_patches import channel_patches, selective_channels, top_images
+from layerscope.models.layers import inspection_mode, layer_tag, module_hooks, named_layers
 
 JITTER = 1 / 16  # random shift, as a share of the side (lucid: 8 px at 128 px)
 SCALE = 0.1  # random scaling by up to +-10 % (lucid: 0.9 to 1.1)
@@ -100,19 +101,9 @@ def _layer_outputs(modules: dict[int, nn.Module]) -> Iterator[dict[int, torch.Te
     """What ``modules`` (by layer index) saw in the latest forward pass, gradients kept: a ReLU's
     input (the channel objective applies the ReLU itself), any other layer's output."""
     outputs: dict[int, torch.Tensor] = {}
-
-    def keep(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor, index: int) -> None:
-        outputs[index] = inputs[0] if isinstance(module, nn.ReLU) else output
-
-    handles = [
-        module.register_forward_hook(lambda m, i, o, index=index: keep(m, i, o, index))
-        for index, module in modules.items()
-    ]
-    try:
+    points = {index: (module, isinstance(module, nn.ReLU)) for index, module in modules.items()}
+    with module_hooks(points, outputs.__setitem__, detach=False):
         yield outputs
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def channel_objective(values: torch.Tensor, before_relu: bool) -> torch.Tensor:

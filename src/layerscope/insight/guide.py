@@ -14,9 +14,9 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight.base import tensorboard_writer
-from layerscope.insight.capture import inspection_mode, layer_tag, named_layers
 from layerscope.insight.findings import run_findings
 from layerscope.insight.inputs import example_input, inspected_model
+from layerscope.models.layers import inspection_mode, layer_tag, named_layers
 
 log = logging.getLogger(__name__)
 

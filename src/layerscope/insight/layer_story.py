@@ -32,13 +32,14 @@ from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.files import write_atomically
 from layerscope.insight import render
-from layerscope.insight.capture import LayerAnatomy, layer_tag
+from layerscope.insight.capture import LayerAnatomy
 from layerscope.insight.dissection import Dissection, DissectionResult, best_unit, detector_pictures
 from layerscope.insight.feature_vis import feature_images, readable_layers
 from layerscope.insight.inputs import inspected_model
 from layerscope.insight.probes import LayerProbes, ProbeResult
 from layerscope.insight.sample import SampleView
 from layerscope.insight.top_patches import channel_patches, selective_channels, top_images
+from layerscope.models.layers import layer_tag
 
 log = logging.getLogger(__name__)
 

@@ -31,10 +31,11 @@ from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
-from layerscope.insight.capture import LayerStats, layer_tag
+from layerscope.insight.capture import LayerStats
 from layerscope.insight.findings import first_reaching, peak
 from layerscope.insight.inputs import InsightData, insight_data
 from layerscope.insight.sample import SampleView
+from layerscope.models.layers import layer_tag
 
 FIT_SHARE = 2 / 3  # probes train on this share of the sample and are scored on the rest
 

@@ -26,9 +26,9 @@ from torch import nn
 
 from layerscope.insight import render
 from layerscope.insight.base import tensorboard_writer
-from layerscope.insight.capture import forward_batches, inspection_mode, layer_tag, named_layers
+from layerscope.insight.capture import forward_batches
 from layerscope.insight.inputs import insight_data, inspected_model, model_input
-from layerscope.models.layers import module_hooks
+from layerscope.models.layers import inspection_mode, layer_tag, module_hooks, named_layers
 
 log = logging.getLogger(__name__)
 

@@ -16,15 +16,9 @@ import lightning as L
 import torch
 
 from layerscope.insight.base import EpochView, tensorboard_writer
-from layerscope.insight.capture import (
-    LayerAnatomy,
-    LayerStats,
-    StatsCollector,
-    layer_hooks,
-    layer_stats,
-    named_layers,
-)
+from layerscope.insight.capture import LayerAnatomy, LayerStats, StatsCollector, layer_stats
 from layerscope.insight.inputs import insight_data, inspected_model, model_anatomy, model_input
+from layerscope.models.layers import layer_hooks, named_layers
 
 
 @dataclass

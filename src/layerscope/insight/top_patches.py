@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
-from layerscope.insight.capture import LayerAnatomy, LayerStats, layer_tag
+from layerscope.insight.capture import LayerAnatomy, LayerStats
 from layerscope.insight.sample import SampleView
+from layerscope.models.layers import layer_tag
 
 
 def crop(image: torch.Tensor, anatomy: LayerAnatomy, position: int, width: int) -> torch.Tensor:

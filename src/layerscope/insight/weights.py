@@ -25,8 +25,9 @@ from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
 from layerscope.insight.base import tensorboard_writer
-from layerscope.insight.capture import LayerAnatomy, layer_tag
+from layerscope.insight.capture import LayerAnatomy
 from layerscope.insight.inputs import model_anatomy
+from layerscope.models.layers import layer_tag
 
 log = logging.getLogger(__name__)
 

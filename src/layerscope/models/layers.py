@@ -29,21 +29,28 @@ def layer_tag(index: int, name: str) -> str:
 
 @contextmanager
 def module_hooks(
-    points: Mapping[Hashable, tuple[nn.Module, bool]], on_tensor: Callable[[Hashable, torch.Tensor], None]
+    points: Mapping[Hashable, tuple[nn.Module, bool]],
+    on_tensor: Callable[[Hashable, torch.Tensor], None],
+    detach: bool = True,
 ) -> Iterator[None]:
     """Call ``on_tensor(key, tensor)`` with each module's first input (``True``) or its output
-    (``False``), detached, on every forward pass; hooks removed after."""
+    (``False``) on every forward pass; hooks removed after. The tensor is detached unless
+    ``detach=False`` (a caller that differentiates through it, as feature visualisation does)."""
+
+    def handed(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.detach() if detach else tensor
+
     handles = []
     for key, (module, of_input) in points.items():
         if of_input:
             def keep_input(_module: nn.Module, inputs: tuple, key: Hashable = key) -> None:
-                on_tensor(key, inputs[0].detach())
+                on_tensor(key, handed(inputs[0]))
             handles.append(module.register_forward_pre_hook(keep_input))
         else:
             def keep_output(
                 _module: nn.Module, _inputs: tuple, output: torch.Tensor, key: Hashable = key
             ) -> None:
-                on_tensor(key, output.detach())
+                on_tensor(key, handed(output))
             handles.append(module.register_forward_hook(keep_output))
     try:
         yield
