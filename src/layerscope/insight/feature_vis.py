@@ -39,8 +39,8 @@ from layerscope.errors import UserError
 from layerscope.insight import render
 from layerscope.insight.capture import LayerAnatomy
 from layerscope.insight.inputs import insight_data, inspected_model, model_input
-from layerscope.insight.sample import SampleView
-from layerscope.insight.top_patches import channel_patches, selective_channels, top_images
+from layerscope.insight.sample import Sample, SampleView
+from layerscope.insight.top_patches import ChosenChannels, channel_patches, top_images
 from layerscope.models.layers import inspection_mode, layer_tag, module_hooks, named_layers
 
 JITTER = 1 / 16  # random shift, as a share of the side (lucid: 8 px at 128 px)
@@ -202,6 +202,48 @@ def feature_images(
     )
 
 
+class ChannelRows:
+    """Per layer, a picture with a row per channel: its optimised image, then its top patches.
+
+    The one channel loop of ``feature_vis`` and ``layer_story``. The channels are chosen as
+    ``top_patches`` chooses them (the most selective), once per layer at its first drawing, so every
+    later drawing shows the same channels.
+    """
+
+    def __init__(
+        self, channels: int, patches: int, steps: int, learning_rate: float = 0.05, seed: int = 0,
+        image_size: int | None = None, zoom: int = 2,
+    ) -> None:
+        self.channels, self.patches, self.steps = channels, patches, steps
+        self.learning_rate, self.seed, self.image_size, self.zoom = learning_rate, seed, image_size, zoom
+        self.chosen = ChosenChannels(channels)
+
+    def draw(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, sample: Sample,
+        anatomy: list[LayerAnatomy], shown: list[int],
+    ) -> dict[int, torch.Tensor]:
+        """Layer index -> (3, H, W) picture, for each layer in ``shown``."""
+        chosen = {index: self.chosen(index, sample.stats[index]) for index in shown}
+        targets = [(index, int(channel)) for index in shown for channel in chosen[index]]
+        pictures = feature_images(
+            trainer, pl_module, targets, self.steps, self.learning_rate, self.seed, self.image_size,
+        )
+        tile = max(pictures.shape[-2:]) * self.zoom
+        optimised = iter(render.as_rgb(pictures.float().cpu()))
+        examples = render.display_images(sample.images)
+        drawn = {}
+        for index in shown:
+            stats, channels = sample.stats[index], chosen[index]
+            lines = []
+            for channel, best in zip(channels, top_images(stats, channels, self.patches), strict=True):
+                tiles = [next(optimised)[None]]
+                if self.patches:
+                    tiles.append(channel_patches(examples, anatomy[index], stats, int(channel), best))
+                lines.append(torch.cat([render.resize(t, tile) for t in tiles]))
+            drawn[index] = render.grid(lines)
+        return drawn
+
+
 class FeatureVisualisation(SampleView):
     """``feature_vis/NN_<layer>``: a row per channel, its optimised image and then its top patches.
 
@@ -218,9 +260,7 @@ class FeatureVisualisation(SampleView):
     ) -> None:
         super().__init__(every_n_epochs, sample_size)
         self.layers = None if layers is None else list(layers)
-        self.channels, self.steps, self.image_size = channels, steps, image_size
-        self.learning_rate, self.patches, self.zoom, self.seed = learning_rate, patches, zoom, seed
-        self._chosen: dict[int, torch.Tensor] = {}
+        self.rows = ChannelRows(channels, patches, steps, learning_rate, seed, image_size, zoom)
 
     def _shown_layers(self, anatomy: list[LayerAnatomy]) -> list[int]:
         if self.layers is None:
@@ -237,25 +277,6 @@ class FeatureVisualisation(SampleView):
         self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
     ) -> None:
         sample, anatomy = self.sample(trainer, pl_module), self.anatomy(trainer, pl_module)
-        shown = self._shown_layers(anatomy)
-        for index in shown:
-            if index not in self._chosen:
-                self._chosen[index] = selective_channels(sample.stats[index], self.channels)
-        targets = [(index, int(channel)) for index in shown for channel in self._chosen[index]]
-        pictures = feature_images(
-            trainer, pl_module, targets, self.steps, self.learning_rate, self.seed, self.image_size,
-        )
-        size = tuple(pictures.shape[-2:])
-        rows = iter(render.as_rgb(pictures.float().cpu()))
-        examples = render.display_images(sample.images)
-        tile = max(size) * self.zoom
-        for index in shown:
-            stats, chosen = sample.stats[index], self._chosen[index]
-            lines = []
-            for channel, best in zip(chosen, top_images(stats, chosen, self.patches), strict=True):
-                tiles = [next(rows)[None]]
-                if self.patches:
-                    tiles.append(channel_patches(examples, anatomy[index], stats, int(channel), best))
-                lines.append(torch.cat([render.resize(t, tile) for t in tiles]))
-            tag = f"feature_vis/{layer_tag(index, anatomy[index].name)}"
-            render.log_image(writer, tag, render.grid(lines), step)
+        drawn = self.rows.draw(trainer, pl_module, sample, anatomy, self._shown_layers(anatomy))
+        for index, picture in drawn.items():
+            render.log_image(writer, f"feature_vis/{layer_tag(index, anatomy[index].name)}", picture, step)

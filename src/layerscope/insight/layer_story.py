@@ -34,11 +34,10 @@ from layerscope.files import write_atomically
 from layerscope.insight import render
 from layerscope.insight.capture import LayerAnatomy
 from layerscope.insight.dissection import Dissection, DissectionResult, best_unit, detector_pictures
-from layerscope.insight.feature_vis import feature_images, readable_layers
+from layerscope.insight.feature_vis import ChannelRows, readable_layers
 from layerscope.insight.inputs import inspected_model
 from layerscope.insight.probes import LayerProbes, ProbeResult
 from layerscope.insight.sample import SampleView
-from layerscope.insight.top_patches import channel_patches, selective_channels, top_images
 from layerscope.models.layers import layer_tag
 
 log = logging.getLogger(__name__)
@@ -85,7 +84,7 @@ class LayerStory(SampleView):
         super().__init__(every_n_epochs=1, sample_size=sample_size)
         self.channels, self.patches, self.feature_vis_steps = channels, patches, feature_vis_steps
         self.detector_images, self.max_layers, self.seed, self.file = detector_images, max_layers, seed, file
-        self._chosen: dict[int, torch.Tensor] = {}
+        self.rows = ChannelRows(channels, patches, feature_vis_steps, seed=seed)
         self._moments: dict[str, Moment] = {}
 
     # --- when -----------------------------------------------------------------------------------
@@ -116,24 +115,7 @@ class LayerStory(SampleView):
     def _moment(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> Moment:
         sample, anatomy = self.sample(trainer, pl_module), self.anatomy(trainer, pl_module)
         shown = story_layers(anatomy, self.max_layers)
-        for index in shown:
-            if index not in self._chosen:
-                self._chosen[index] = selective_channels(sample.stats[index], self.channels)
-        targets = [(index, int(channel)) for index in shown for channel in self._chosen[index]]
-        pictures = iter(render.as_rgb(
-            feature_images(trainer, pl_module, targets, self.feature_vis_steps, seed=self.seed).float().cpu()
-        ))
-        examples = render.display_images(sample.images)
-        tile = 2 * max(sample.images.shape[-2:])
-        moment = Moment(step)
-        for index in shown:
-            stats, chosen = sample.stats[index], self._chosen[index]
-            rows = []
-            for channel, best in zip(chosen, top_images(stats, chosen, self.patches), strict=True):
-                patches = channel_patches(examples, anatomy[index], stats, int(channel), best)
-                optimised = render.resize(next(pictures)[None], tile)
-                rows.append(torch.cat([optimised, render.resize(patches, tile)]))
-            moment.channels[index] = render.grid(rows)
+        moment = Moment(step, channels=self.rows.draw(trainer, pl_module, sample, anatomy, shown))
         moment.dissection = self._latest(trainer, Dissection, step)
         moment.probes = self._latest(trainer, LayerProbes, step)
         if moment.dissection is not None:

@@ -59,6 +59,21 @@ def selective_channels(stats: LayerStats, count: int) -> torch.Tensor:
     return spread.topk(min(count, spread.numel())).indices.sort().values
 
 
+class ChosenChannels:
+    """Each layer's ``count`` most selective channels, chosen at its first look and kept after, so
+    that a view follows the same channels through training."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._chosen: dict[int, torch.Tensor] = {}
+
+    def __call__(self, index: int, stats: LayerStats) -> torch.Tensor:
+        """The channels of layer ``index`` (its statistics ``stats`` choose them the first time)."""
+        if index not in self._chosen:
+            self._chosen[index] = selective_channels(stats, self.count)
+        return self._chosen[index]
+
+
 class TopPatches(SampleView):
     """``top_patches/NN_<layer>``: a row per channel, its ``k`` strongest validation patches.
 
@@ -72,7 +87,7 @@ class TopPatches(SampleView):
     ) -> None:
         super().__init__(every_n_epochs, sample_size)
         self.channels, self.k, self.zoom = channels, k, zoom
-        self._chosen: dict[int, torch.Tensor] = {}
+        self.chosen = ChosenChannels(channels)
 
     def draw(
         self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
@@ -80,10 +95,8 @@ class TopPatches(SampleView):
         sample, layers = self.sample(trainer, pl_module), self.anatomy(trainer, pl_module)
         images = render.display_images(sample.images)
         for index, (anatomy, stats) in enumerate(zip(layers, sample.stats, strict=True)):
-            if index not in self._chosen:
-                self._chosen[index] = selective_channels(stats, self.channels)
             rows = []
-            chosen = self._chosen[index]
+            chosen = self.chosen(index, stats)
             for channel, best in zip(chosen, top_images(stats, chosen, self.k), strict=True):
                 patches = channel_patches(images, anatomy, stats, int(channel), best)
                 rows.append(render.resize(patches, display_size(patches.shape[-1], self.zoom)))
