@@ -264,6 +264,7 @@ def _render(
     """Draw images ``rows`` (all ``n`` by default) of one chunk: (uint8 images, labels, parts, canvas).
 
     Labels and part labels are for all ``n`` images; the images and part maps for ``rows`` only.
+    The steps draw from one generator in a fixed order, so a chunk is the same however it is cut.
     """
     g = torch.Generator().manual_seed(seed)
     rows = torch.arange(n) if rows is None else rows
@@ -272,9 +273,17 @@ def _render(
     parts = torch.zeros(n, len(PARTS), dtype=torch.uint8)
     pixels, light = _background(n, size, g, rows)
     canvas = _Canvas(pixels, n, rows, track)
+    _draw_strays(canvas, light, parts, g)
+    _draw_objects(canvas, labels, light, parts, g)
+    images = (canvas.pixels.clamp_(0, 1) * 255).round_().to(torch.uint8)
+    return images, labels, parts, canvas
 
-    # Stray parts first (behind the object): up to MAX_STRAYS per image, anywhere, as large as
-    # the object's own parts, so part presence alone does not give the class away.
+
+def _draw_strays(canvas: _Canvas, light: torch.Tensor, parts: torch.Tensor, g: torch.Generator) -> None:
+    """Stray parts, drawn first (behind the object): up to MAX_STRAYS per image, anywhere, as large
+    as the object's own parts, so part presence alone does not give the class away. Marks them in
+    ``parts``."""
+    n = len(light)
     strays = torch.multinomial(STRAY_COUNT_WEIGHTS, n, replacement=True, generator=g)
     for slot in range(MAX_STRAYS):
         kinds = torch.randint(len(PARTS), (n,), generator=g)
@@ -297,7 +306,12 @@ def _render(
             )
             parts[idx, k] = 1
 
-    # Then the object: one similarity transform per image, applied to every part.
+
+def _draw_objects(
+    canvas: _Canvas, labels: torch.Tensor, light: torch.Tensor, parts: torch.Tensor, g: torch.Generator
+) -> None:
+    """Each image's object, over the strays: its class's parts under one similarity transform per
+    image (scale, shift, turn). Marks them in ``parts``."""
     for c, template in enumerate(CLASSES.values()):
         idx = torch.nonzero(labels == c).flatten()
         m = len(idx)
@@ -324,8 +338,6 @@ def _render(
                 shape=1 + MAX_STRAYS + j,
             )
             parts[idx, PART_NAMES.index(name)] = 1
-    images = (canvas.pixels.clamp_(0, 1) * 255).round_().to(torch.uint8)
-    return images, labels, parts, canvas
 
 
 def render_chunk(

@@ -214,51 +214,75 @@ def dissect(
     fit in ``keep_maps_bytes``, else from a second inspection pass.
     """
     layers = named_layers(model)
-    quantiles: dict[int, TopQuantile] = {}
-    peaks: dict[int, list[torch.Tensor]] = {}
-    kept: dict[int, list[torch.Tensor]] | None = {}
-    room = keep_maps_bytes
-
-    def measure(index: int, output: torch.Tensor) -> None:
-        nonlocal kept, room
-        if output.dim() == 4:
-            quantiles.setdefault(index, TopQuantile(quantile, len(images))).add(output)
-            peaks.setdefault(index, []).append(output.float().flatten(2).amax(2).cpu())
-            room -= output.numel() * output.element_size()
-            if kept is not None and room >= 0:
-                kept.setdefault(index, []).append(output.clone())  # the model may change it in place
-            else:
-                kept = None
-
-    _passes(model, layers, forward, images, batch_size, measure)
+    first = _Thresholds(quantile, len(images), keep_maps_bytes)
+    _passes(model, layers, forward, images, batch_size, first.measure)
     codes = ConceptCodes.of(concepts)
-    counters = {index: OverlapCounter(*q.thresholds(), codes.combos) for index, q in quantiles.items()}
-    if kept is not None:
-        for batch, start in enumerate(range(0, len(images), batch_size)):
-            for index, counter in counters.items():
-                counter.add(kept[index][batch], codes.ids[start : start + batch_size])
-        kept = None
+    counters = {index: OverlapCounter(*q.thresholds(), codes.combos) for index, q in first.quantiles.items()}
+    if first.kept is not None:
+        _count_kept(counters, first.kept, codes, len(images), batch_size)
+        first.kept = None  # the maps may be large: let them go before the IoUs are worked out
     else:
-        batch_concepts: list[torch.Tensor] = []
-
-        def overlap(index: int, output: torch.Tensor) -> None:
-            if index in counters:
-                counters[index].add(output, batch_concepts[0])
-
-        def with_concepts(start: int) -> None:
-            batch_concepts[:] = [codes.ids[start : start + batch_size]]
-
-        _passes(model, layers, forward, images, batch_size, overlap, with_concepts)
+        _count_in_second_pass(counters, codes, model, layers, forward, images, batch_size)
     concept_area = concepts.transpose(0, 1).flatten(1).sum(dim=1, dtype=torch.float32)
     results = []
     for index, counter in sorted(counters.items()):
         iou = counter.iou(concept_area).cpu()
-        threshold, floor = (t.cpu() for t in quantiles[index].thresholds())
+        threshold, floor = (t.cpu() for t in first.quantiles[index].thresholds())
         results.append(LayerDissection(
             index, layers[index][0], threshold, floor, iou, label_units(iou, iou_threshold),
-            torch.cat(peaks[index]),
+            torch.cat(first.peaks[index]),
         ))
     return results
+
+
+class _Thresholds:
+    """The first inspection pass: each map layer's activation quantiles and per-image peaks, and its
+    maps themselves while they fit in ``room`` bytes (else none are kept: ``kept`` is None)."""
+
+    def __init__(self, quantile: float, images: int, room: int) -> None:
+        self.quantile, self.images, self.room = quantile, images, room
+        self.quantiles: dict[int, TopQuantile] = {}
+        self.peaks: dict[int, list[torch.Tensor]] = {}
+        self.kept: dict[int, list[torch.Tensor]] | None = {}
+
+    def measure(self, index: int, output: torch.Tensor) -> None:
+        if output.dim() != 4:
+            return
+        self.quantiles.setdefault(index, TopQuantile(self.quantile, self.images)).add(output)
+        self.peaks.setdefault(index, []).append(output.float().flatten(2).amax(2).cpu())
+        self.room -= output.numel() * output.element_size()
+        if self.kept is not None and self.room >= 0:
+            self.kept.setdefault(index, []).append(output.clone())  # the model may change it in place
+        else:
+            self.kept = None
+
+
+def _count_kept(
+    counters: dict[int, OverlapCounter], kept: dict[int, list[torch.Tensor]], codes: ConceptCodes,
+    images: int, batch_size: int,
+) -> None:
+    """Overlaps from the maps the first pass kept, batch by batch as they were recorded."""
+    for batch, start in enumerate(range(0, images, batch_size)):
+        for index, counter in counters.items():
+            counter.add(kept[index][batch], codes.ids[start : start + batch_size])
+
+
+def _count_in_second_pass(
+    counters: dict[int, OverlapCounter], codes: ConceptCodes, model: nn.Module,
+    layers: list[tuple[str, nn.Module]], forward: Callable[[torch.Tensor], Any], images: torch.Tensor,
+    batch_size: int,
+) -> None:
+    """Overlaps from a second inspection pass, where the maps did not fit in memory."""
+    batch_concepts: list[torch.Tensor] = []
+
+    def overlap(index: int, output: torch.Tensor) -> None:
+        if index in counters:
+            counters[index].add(output, batch_concepts[0])
+
+    def with_concepts(start: int) -> None:
+        batch_concepts[:] = [codes.ids[start : start + batch_size]]
+
+    _passes(model, layers, forward, images, batch_size, overlap, with_concepts)
 
 
 def _passes(
