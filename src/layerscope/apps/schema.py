@@ -5,6 +5,11 @@ schema is the config composed from the chosen options alone, before the command 
 A value from the command line must have the type of the value it replaces; ``null`` is allowed anywhere,
 and a key whose shipped value is ``null`` or missing (``???``) takes any type, unless
 ``DECLARED_TYPES`` names its types (as it does for the keys that take several).
+
+Not Hydra's structured configs: they would declare each of the shipped configs' keys a second time,
+in dataclasses beside the YAML files, and OmegaConf 2.3 cannot type a key that takes a number, a
+word or a list (``trainer.devices``: "Unions of containers are not supported") and turns a number
+given for a text key into text without a word (``model.weights=5``).
 """
 
 from __future__ import annotations
