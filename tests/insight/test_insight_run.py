@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -110,3 +111,33 @@ def test_insight_does_not_change_training(runs: dict[str, Path]) -> None:
     assert weights[0].keys() == weights[1].keys()
     for key in weights[0]:
         assert torch.equal(weights[0][key], weights[1][key]), key
+
+
+EXPECTED_TAGS = Path(__file__).with_name("expected_tags.json")
+
+
+def logged_steps(run_dir: Path) -> dict[str, dict[str, list[int]]]:
+    """Every tag of a run's event files with the steps it was logged at, by kind (images, scalars...)."""
+    events = _events(run_dir)
+    read = {"images": events.Images, "scalars": events.Scalars, "histograms": events.Histograms,
+            "tensors": events.Tensors}
+    return {kind: {tag: [event.step for event in read[kind](tag)] for tag in sorted(events.Tags()[kind])}
+            for kind in read}
+
+
+def test_the_views_log_the_same_tags_at_the_same_steps(runs: dict[str, Path]) -> None:
+    """A change to how the views are run must not change what they log or when: the tags and steps of
+    the tiny default run are kept in expected_tags.json (a deliberate change of a view rewrites it)."""
+    actual = logged_steps(runs["default"])
+    expected = json.loads(EXPECTED_TAGS.read_text())
+    if actual != expected:
+        written = Path(__file__).resolve().parents[2] / "outputs" / EXPECTED_TAGS.name
+        written.parent.mkdir(exist_ok=True)
+        written.write_text(json.dumps(actual, indent=1, sort_keys=True) + "\n")
+        for kind in expected.keys() | actual.keys():
+            got, want = actual.get(kind, {}), expected.get(kind, {})
+            missing, extra = sorted(want.keys() - got.keys()), sorted(got.keys() - want.keys())
+            moved = sorted(tag for tag in want.keys() & got.keys() if want[tag] != got[tag])
+            assert not (missing or extra or moved), (
+                f"{kind}: missing {missing}, new {extra}, other steps {moved}; this run's are in {written}"
+            )
