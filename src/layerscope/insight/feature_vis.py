@@ -214,7 +214,7 @@ class ChannelRows:
         self, channels: int, patches: int, steps: int, learning_rate: float = 0.05, seed: int = 0,
         image_size: int | None = None, zoom: int = 2,
     ) -> None:
-        self.channels, self.patches, self.steps = channels, patches, steps
+        self.patches, self.steps = patches, steps
         self.learning_rate, self.seed, self.image_size, self.zoom = learning_rate, seed, image_size, zoom
         self.chosen = ChosenChannels(channels)
 
