@@ -16,6 +16,7 @@ from torch import nn
 from layerscope.data.base import ImageSource, ImageSplits, LabelledImages
 from layerscope.data.datamodule import ImageDataModule
 from layerscope.data.shapes import concepts, render_with_maps
+from layerscope.insight.base import Context
 from layerscope.insight.dissection import (
     DETECTOR_TYPES,
     NONE,
@@ -190,7 +191,7 @@ def test_data_without_masks_says_so_once_and_logs_nothing(caplog: pytest.LogCapt
     view = Dissection()
     with caplog.at_level(logging.INFO, logger="layerscope.insight.dissection"):
         for step in range(3):
-            view.draw(writer, SimpleNamespace(datamodule=data), MagicMock(), step)
+            view.draw(Context(SimpleNamespace(datamodule=data), MagicMock(), writer, step))
     assert writer.mock_calls == []
     assert [r.getMessage() for r in caplog.records] == [
         "dissection: this data has no concept masks (shapes has), so it logs nothing"
@@ -234,7 +235,7 @@ def test_a_model_without_maps_says_so_once_and_logs_nothing(
     writer, view = MagicMock(), Dissection(sample_size=20)
     with caplog.at_level(logging.INFO, logger="layerscope.insight.dissection"):
         for step in range(2):
-            view.draw(writer, SimpleNamespace(datamodule=data), _Classifier(_Linear()), step)
+            view.draw(Context(SimpleNamespace(datamodule=data), _Classifier(_Linear()), writer, step))
     assert writer.mock_calls == []
     assert [r.getMessage() for r in caplog.records] == [
         "dissection: the model has no convolutional layers, so it logs nothing"

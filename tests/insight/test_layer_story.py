@@ -56,19 +56,19 @@ def test_a_run_writes_the_page_to_its_folder_and_to_tensorboard(runs: dict[str, 
 def moments(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Any]:
     """The moments a run's story holds when training stops before its last epoch (max_steps)."""
     kept: dict[str, Any] = {}
-    original = LayerStory.on_train_end
+    original = LayerStory.end
 
-    def keep(self: LayerStory, trainer: Any, pl_module: Any) -> None:
-        original(self, trainer, pl_module)
-        kept.update(self._moments, anatomy=self.anatomy(trainer, pl_module))
+    def keep(self: LayerStory, context: Any) -> None:
+        original(self, context)
+        kept.update(self._moments, anatomy=context.anatomy())
 
-    LayerStory.on_train_end = keep  # type: ignore[method-assign]
+    LayerStory.end = keep  # type: ignore[method-assign]
     try:
         run_dir = tmp_path_factory.mktemp("story-stopped")
         # 12 steps of 100 images: one epoch and a part of the second, then max_steps stops it.
         _train(run_dir, data_dir, "trainer.max_epochs=5", "+trainer.max_steps=12", *SMALL_INSIGHT)
     finally:
-        LayerStory.on_train_end = original  # type: ignore[method-assign]
+        LayerStory.end = original  # type: ignore[method-assign]
     kept["run_dir"] = run_dir
     return kept
 

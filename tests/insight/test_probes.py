@@ -12,6 +12,7 @@ from torch import nn
 from layerscope.data.base import ImageSource, ImageSplits, LabelledImages
 from layerscope.data.datamodule import ImageDataModule
 from layerscope.data.shapes import PART_NAMES
+from layerscope.insight.base import Context
 from layerscope.insight.probes import LayerProbes, probe_scores
 from tests.insight.conftest import EVERY_SECOND_EPOCH, LAYERS, logged_pictures
 from tests.insight.test_insight_run import _events
@@ -97,7 +98,7 @@ def test_data_without_part_labels_logs_no_part_probes() -> None:
                            val_size=30, test_size=10)
     data.setup()
     writer = MagicMock()
-    LayerProbes(sample_size=30).draw(writer, _Trainer(data), _Classifier(), step=0)
+    LayerProbes(sample_size=30).draw(Context(_Trainer(data), _Classifier(), writer, step=0))
     scalars = [c.args[0] for c in writer.add_scalar.call_args_list]
     figures = logged_pictures(writer)
     assert [t for t in scalars if t.startswith("probe/")] == ["probe/class/01_conv", "probe/class/02_fc"]

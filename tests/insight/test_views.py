@@ -104,8 +104,8 @@ def test_logged_pictures_read_back_pixel_for_pixel(tmp_path: Path) -> None:
     assert (chart.step, chart.width, chart.height) == (4, 200, 150)  # 100 dpi
 
 
-def test_chart_margins_are_measured_once_per_tag_and_size(tmp_path: Path) -> None:
-    writer = SummaryWriter(tmp_path)
+def test_chart_margins_are_measured_once_per_tag_and_size() -> None:
+    margins = render.Margins()  # one run's
 
     def chart(width: float) -> tuple:
         figure, axes = render.new_figure(width, 3.0)
@@ -116,11 +116,10 @@ def test_chart_margins_are_measured_once_per_tag_and_size(tmp_path: Path) -> Non
                side_effect=lambda f: f.subplots_adjust(bottom=0.4)) as tight:
         for width in (4.0, 4.0, 5.0):
             figure, params = chart(width)
-            render.fit_margins(writer, "c", figure)
+            margins.fit("c", figure)
             assert params.bottom == 0.4  # measured or reused, the labels fit
-        render.fit_margins(SummaryWriter(tmp_path / "other"), "c", chart(4.0)[0])  # another run
+        render.Margins().fit("c", chart(4.0)[0])  # another run
     assert tight.call_count == 3  # once for 4 inches, once for 5, once for the other run
-    writer.close()
 
 
 def test_captions_sit_in_the_margin_beside_their_rows_and_leave_the_picture_as_it_is() -> None:

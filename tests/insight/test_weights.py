@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
+from layerscope.insight.base import Context
 from layerscope.insight.capture import trace_anatomy
 from layerscope.insight.weights import WeightsAndGradients, log_histogram
 
@@ -42,12 +43,14 @@ def test_non_finite_gradients_are_left_out_and_counted(
     trainer = SimpleNamespace(is_global_zero=True, global_step=0, loggers=[logger], current_epoch=0)
     view = WeightsAndGradients(every_n_steps=1)
     view._anatomy = trace_anatomy(model, torch.randn(1, 1, 8, 8))
+    context = Context(trainer, SimpleNamespace(), logger.experiment, step=0)
     with caplog.at_level(logging.WARNING, logger="layerscope.insight.weights"):
         for step in range(2):  # the same non-finite gradients twice: one warning
             trainer.global_step = step
-            view.on_before_optimizer_step(trainer, SimpleNamespace(), None)
-            view.on_train_batch_end(trainer, SimpleNamespace(), None, None, 0)
-        view.on_train_epoch_end(trainer, SimpleNamespace())
+            view.before_optimizer_step(context)
+            view.after_train_batch(context)
+        context.step = 1
+        view.after_train_epoch(context)
     logger.experiment.close()
     events = EventAccumulator(str(tmp_path), size_guidance={"histograms": 0, "scalars": 0})
     events.Reload()

@@ -12,9 +12,8 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from layerscope.insight.feature_maps import FeatureMaps
+from layerscope.insight import Insight
 from layerscope.insight.filters import LayerFilters
-from layerscope.insight.layer_story import LayerStory
 from layerscope.training.timing import PHASES, PhaseTimer, breakdown_line
 
 
@@ -39,8 +38,8 @@ def spend_in(timer: PhaseTimer, action: str, seconds: float) -> None:
 
 def test_time_goes_to_the_innermost_action_and_the_running_loop(tmp_path) -> None:
     timer = PhaseTimer(clock=HandClock())
-    checkpoint, filters = ModelCheckpoint(dirpath=tmp_path), LayerFilters()
-    timer.setup(SimpleNamespace(callbacks=[checkpoint, filters, timer]), None, "fit")
+    checkpoint, insight = ModelCheckpoint(dirpath=tmp_path), Insight(filters=LayerFilters())
+    timer.setup(SimpleNamespace(callbacks=[checkpoint, insight, timer]), None, "fit")
     timer.profiler.start("run_training_epoch")
     timer.clock.advance(0.5)  # the epoch loop's own time, outside every inner action
     spend_in(timer, "[_TrainingEpochLoop].train_dataloader_next", 0.02)
@@ -48,7 +47,7 @@ def test_time_goes_to_the_innermost_action_and_the_running_loop(tmp_path) -> Non
     spend_in(timer, f"[Callback]{checkpoint.state_key}.on_train_epoch_end", 0.03)
     timer.on_validation_start(None, None)
     spend_in(timer, "[Strategy]SingleDeviceStrategy.validation_step", 0.04)
-    spend_in(timer, f"[Callback]{filters.state_key}.on_validation_epoch_end", 0.06)
+    spend_in(timer, f"[Callback]{insight.state_key}.on_validation_epoch_end", 0.06)
     timer.on_validation_end(None, None)
     timer.profiler.stop("run_training_epoch")
     timer.clock.advance(0.07)  # outside every action and every phase: "other"
@@ -69,25 +68,6 @@ def test_time_goes_to_the_innermost_action_and_the_running_loop(tmp_path) -> Non
     assert sum(seconds.values()) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="unknown phase"):
         timer.add("lunch", 1.0)
-
-
-def test_insight_time_is_also_charged_to_each_view() -> None:
-    timer = PhaseTimer(clock=HandClock())
-    filters, maps = LayerFilters(), FeatureMaps()
-    timer.setup(SimpleNamespace(callbacks=[filters, maps, timer]), None, "fit")
-    spend_in(timer, f"[Callback]{filters.state_key}.on_train_start", 0.25)
-    spend_in(timer, f"[Callback]{maps.state_key}.on_train_start", 0.5)
-    timer.on_validation_start(None, None)
-    spend_in(timer, f"[Callback]{filters.state_key}.on_validation_epoch_end", 0.5)
-    spend_in(timer, f"[Callback]{timer.state_key}.on_validation_epoch_end", 0.125)  # not a view
-    timer.on_validation_end(None, None)
-    spend_in(timer, f"[Callback]{maps.state_key}.on_train_end", 0.25)
-    story = LayerStory()  # drawn at the start and after the last epoch only: once per run
-    timer.setup(SimpleNamespace(callbacks=[filters, maps, story, timer]), None, "fit")
-    spend_in(timer, f"[Callback]{story.state_key}.on_validation_epoch_end", 1.0)
-    assert timer.view_seconds() == {"LayerStory": 1.0, "FeatureMaps": 0.75, "LayerFilters": 0.75}
-    assert sum(timer.view_seconds().values()) == timer.seconds(total=3.0)["insight"]
-    assert timer.insight_moments() == {"before training": 0.75, "while training": 0.5, "after training": 1.25}
 
 
 def test_a_phase_is_charged_only_what_the_actions_inside_it_did_not_take() -> None:

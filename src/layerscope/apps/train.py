@@ -20,6 +20,8 @@ from layerscope.apps.sweep_ranks import ranks_run_this_job_only
 from layerscope.checkpoint import read_checkpoint
 from layerscope.errors import UserError
 from layerscope.files import remove_unfinished
+from layerscope.insight import Insight
+from layerscope.insight.callback import MOMENTS
 from layerscope.insight.hparams import flat_hparams, log_hparams
 from layerscope.models.adapted import weights_preprocessing
 from layerscope.training import gpu
@@ -62,7 +64,8 @@ def train(cfg: DictConfig, process_started: float | None = None) -> dict[str, An
     with timer.phase("building"):
         module = _build_module(cfg, datamodule.info, resume_from)
         precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-        trainer = _build_trainer(cfg, timer, precision.precision)
+        insight = build_insight(cfg.get("insight"))
+        trainer = _build_trainer(cfg, timer, precision.precision, insight)
         device = trainer.strategy.root_device
         float32 = gpu.set_float32_precision(cfg.get("float32_matmul_precision", "high"), device)
         gpu.check_compile(bool(cfg.module.get("compile")), device)
@@ -77,8 +80,9 @@ def train(cfg: DictConfig, process_started: float | None = None) -> dict[str, An
     total_seconds = startup + time.perf_counter() - started
     # Where total_seconds went; "start-up" is 0 from Python and for later jobs of a sweep.
     metrics.update(total_seconds=round(total_seconds, 1), seconds_by_phase=timer.seconds(total_seconds),
-                   insight_seconds_by_view=timer.view_seconds(),
-                   insight_seconds_by_moment=timer.insight_moments())
+                   insight_seconds_by_view=insight.timer.by_view() if insight else {},
+                   insight_seconds_by_moment=(insight.timer.by_moment() if insight
+                                              else dict.fromkeys(MOMENTS, 0.0)))
     if trainer.is_global_zero:
         log_hparams(trainer, cfg, metrics)
         write_json_atomic(run_dir / "metrics.json", metrics)
@@ -142,8 +146,22 @@ def _log_settings(trainer: L.Trainer, cfg: DictConfig) -> None:
             logger.log_hyperparams(flat_hparams(cfg))
 
 
-def _build_trainer(cfg: DictConfig, timer: PhaseTimer, precision: str) -> L.Trainer:
-    callbacks = _instantiate_all(cfg.get("callbacks")) + _instantiate_all(cfg.get("insight"))
+def build_insight(config: DictConfig | None) -> Insight | None:
+    """The insight callback ``config`` describes, or None where it has no views (``insight=off``)."""
+    if not config:
+        return None
+    insight = instantiate(config)
+    if not isinstance(insight, Insight):
+        what = f"a {type(insight).__name__}" if "_target_" in config else "views without a _target_"
+        raise UserError(
+            f"insight is {what}, not layerscope.insight.Insight: begin the insight config with "
+            "_target_: layerscope.insight.Insight and put the views under it (as conf/insight/default.yaml)"
+        )
+    return insight if insight.views else None
+
+
+def _build_trainer(cfg: DictConfig, timer: PhaseTimer, precision: str, insight: Insight | None) -> L.Trainer:
+    callbacks = _instantiate_all(cfg.get("callbacks")) + ([insight] if insight is not None else [])
     loggers = _instantiate_all(cfg.get("logger"))
     # The timer is Lightning's profiler unless the config asks for one of Lightning's own.
     profiler = {} if cfg.trainer.get("profiler") else {"profiler": timer.profiler}

@@ -1,11 +1,14 @@
-"""Lightning callbacks that show the inside of a network in TensorBoard while it trains.
+"""The views that show the inside of a network in TensorBoard while it trains.
 
-Each module is one view; ``conf/insight/`` switches them on and sets how often and how much they log.
-What they share: ``inputs`` (what a view may read of the data and the model, checked), ``base`` (when
-and where views draw), ``sample`` (the validation sample and what each layer made of it), ``capture``
-(hooks and inspection passes) and ``render`` (pictures).
+``Insight`` (``callback.py``) is the one Lightning callback: ``conf/insight/`` builds it with one entry
+per view, each view a plain class (``base.View``) drawing from a ``base.Context``. What the views
+share: ``inputs`` (what a view may read of the data and the model, checked), ``base`` (the view
+interface, when views draw, the context and the results so far), ``sample`` (the validation sample
+and what each layer made of it), ``capture`` (hooks and inspection passes) and ``render`` (pictures).
 """
 
+from layerscope.insight.base import Context, EpochView, View
+from layerscope.insight.callback import Insight
 from layerscope.insight.dissection import Dissection
 from layerscope.insight.feature_maps import FeatureMaps
 from layerscope.insight.feature_vis import FeatureVisualisation
@@ -19,6 +22,7 @@ from layerscope.insight.top_patches import TopPatches
 from layerscope.insight.weights import WeightsAndGradients
 
 __all__ = [
-    "Dissection", "FeatureMaps", "FeatureVisualisation", "Guide", "LayerFilters", "LayerProbes", "LayerStory",
-    "Mistakes", "Projector", "TopPatches", "WeightsAndGradients",
+    "Context", "Dissection", "EpochView", "FeatureMaps", "FeatureVisualisation", "Guide", "Insight",
+    "LayerFilters", "LayerProbes", "LayerStory", "Mistakes", "Projector", "TopPatches", "View",
+    "WeightsAndGradients",
 ]

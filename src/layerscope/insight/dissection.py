@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import math
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,13 +40,12 @@ import torch
 import torch.nn.functional as F
 from matplotlib.axes import Axes
 from torch import nn
-from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.data.base import ConceptMasks
 from layerscope.insight import render
-from layerscope.insight.base import EpochView
+from layerscope.insight.base import Context, EpochView
 from layerscope.insight.findings import peak
-from layerscope.insight.inputs import insight_data, inspected_model, model_input
+from layerscope.insight.inputs import inspected_model, model_input
 from layerscope.models.layers import inspection_mode, layer_hooks, layer_tag, named_layers
 
 log = logging.getLogger(__name__)
@@ -315,6 +313,8 @@ class DissectionResult:
     shares: list[dict[str, float]]  # per layer: the share of edge, part and object detectors
     concepts: ConceptMasks  # the concepts' names, kinds and masks
     images: torch.Tensor  # uint8 (N, C, H, W): the images the units were scored on
+    quantile: float  # a unit is on at this top share of its activations
+    iou_threshold: float  # a unit detects its best concept if their IoU reaches this
 
     @property
     def tags(self) -> list[str]:
@@ -323,6 +323,41 @@ class DissectionResult:
     def layer(self, index: int) -> LayerDissection | None:
         """The dissection of layer ``index`` of the layer list, None where it has no map."""
         return next((layer for layer in self.layers if layer.index == index), None)
+
+    def findings(self, first: DissectionResult) -> list[str]:
+        """Where each detector type peaked at this dissection (the latest), and at the ``first``."""
+        method = (f"Network Dissection of every convolutional unit on {len(self.images)} validation "
+                  f"images (top {self.quantile:.1%} of activations, IoU >= {self.iou_threshold})")
+        lines = []
+        for label, result in (("at the end", self), ("before training", first)):
+            peaks = []
+            for kind in DETECTOR_TYPES:
+                layer, value = peak([s[kind] for s in result.shares], result.tags)
+                peaks.append(f"{kind} detectors {value:.0%} of the units of `{layer}`" if value > 0
+                             else f"no {kind} detectors")
+            lines.append(f"{method}, {label} (step {result.step}): the most were " + "; ".join(peaks) + ".")
+        return lines
+
+
+def detector_chart(
+    axes: Axes, result: DissectionResult, fontsize: float = 7, title: str | None = None
+) -> None:
+    """The share of each detector type per layer, stacked, input side on the left."""
+    depth = range(len(result.layers))
+    bottom = [0.0] * len(result.layers)
+    for kind, colour in zip(DETECTOR_TYPES, ("C0", "C1", "C2"), strict=True):
+        values = [share[kind] for share in result.shares]
+        axes.bar(depth, values, bottom=bottom, color=colour, label=f"{kind} detectors")
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    axes.set_xticks(list(depth), result.tags, rotation=70, fontsize=fontsize)
+    axes.set_xlabel("convolutional layer (input side -> output side)", fontsize=fontsize + 1)
+    axes.set_ylabel("share of the layer's units", fontsize=fontsize + 1)
+    axes.set_ylim(0, 1)
+    axes.set_title(title or (
+        f"Network dissection, epoch {result.step}: units whose top {result.quantile:g} of activations "
+        f"overlap a concept with IoU >= {result.iou_threshold:g}"
+    ), fontsize=fontsize + 2)
+    axes.legend(loc="upper left", fontsize=fontsize)
 
 
 def best_unit(layer: LayerDissection) -> Detector:
@@ -380,6 +415,8 @@ class Dissection(EpochView):
     that detect a concept of that type; the chart ``dissection/detectors_by_depth``; the best
     detector of each concept over a few images (``dissection/best_detectors``); and a table of every
     labelled unit (TEXT ``dissection/detectors``). On data without concept masks it logs nothing.
+    Each dissection is a ``DissectionResult`` in the run's results (for the layer story and the
+    guide's findings).
     """
 
     def __init__(
@@ -389,106 +426,66 @@ class Dissection(EpochView):
         super().__init__(every_n_epochs)
         if not 0 < quantile < 1:
             raise ValueError(f"quantile={quantile} must be between 0 and 1")
-        self.sample_size, self.quantile, self.iou_threshold = sample_size, quantile, iou_threshold
+        self.concept_images, self.quantile, self.iou_threshold = sample_size, quantile, iou_threshold
         self.images_per_detector, self.batch_size = images_per_detector, batch_size
-        # Per data module, dropped with it: the sample images and their masks, or None without masks.
-        self._samples: weakref.WeakKeyDictionary[Any, tuple[torch.Tensor, ConceptMasks] | None] = (
-            weakref.WeakKeyDictionary()
-        )
+        # The sample images and their masks (rendered at the first drawing), or None without masks.
+        self._concepts: tuple[torch.Tensor, ConceptMasks] | None = None
+        self._looked = False
         self._said: set[str] = set()
-        # The first and the latest dissection, for findings() and the layer story.
-        self.first: DissectionResult | None = None
-        self.latest: DissectionResult | None = None
-
-    def findings(self) -> list[str]:
-        """Where each detector type peaked at the latest dissection, against the first one."""
-        if self.latest is None or self.first is None:
-            return []
-        method = (f"Network Dissection of every convolutional unit on {len(self.latest.images)} validation "
-                  f"images (top {self.quantile:.1%} of activations, IoU >= {self.iou_threshold})")
-        lines = []
-        for label, result in (("at the end", self.latest), ("before training", self.first)):
-            peaks = []
-            for kind in DETECTOR_TYPES:
-                layer, value = peak([s[kind] for s in result.shares], result.tags)
-                peaks.append(f"{kind} detectors {value:.0%} of the units of `{layer}`" if value > 0
-                             else f"no {kind} detectors")
-            lines.append(f"{method}, {label} (step {result.step}): the most were " + "; ".join(peaks) + ".")
-        return lines
 
     def _say_once(self, message: str) -> None:
         if message not in self._said:
             log.info(message)
             self._said.add(message)
 
-    def _concepts(self, trainer: L.Trainer) -> tuple[torch.Tensor, ConceptMasks] | None:
+    def concepts(self, context: Context) -> tuple[torch.Tensor, ConceptMasks] | None:
         """The first validation images and their concept masks (rendered once), or None without masks."""
-        data = insight_data(trainer)
-        if data not in self._samples:
-            count = min(self.sample_size, len(data.val))
+        if not self._looked:
+            data = context.data
+            count = min(self.concept_images, len(data.val))
             masks = data.concept_masks(torch.arange(count))
             if masks is None:
                 self._say_once("dissection: this data has no concept masks (shapes has), so it logs nothing")
-            self._samples[data] = None if masks is None else (data.val.images[:count], masks)
-        return self._samples[data]
+            self._concepts = None if masks is None else (data.val.images[:count], masks)
+            self._looked = True
+        return self._concepts
 
-    def draw(
-        self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
-    ) -> None:
-        sample = self._concepts(trainer)
+    def draw(self, context: Context) -> None:
+        sample = self.concepts(context)
         if sample is None:
             return
         images, concepts = sample
-        model = inspected_model(pl_module)
+        writer, step = context.writer, context.step
         layers = dissect(
-            model, lambda batch: pl_module(model_input(trainer, pl_module, batch)), images, concepts.masks,
-            self.quantile, self.iou_threshold, self.batch_size,
+            context.model, context.forward(), images, concepts.masks, self.quantile, self.iou_threshold,
+            self.batch_size,
         )
         if not layers:
             self._say_once("dissection: the model has no convolutional layers, so it logs nothing")
             return
         shares = [detector_shares(layer.labels, concepts.kinds) for layer in layers]
-        self.latest = DissectionResult(step, layers, shares, concepts, images)
-        self.first = self.first or self.latest
-        for tag, share in zip(self.latest.tags, shares, strict=True):
+        result = DissectionResult(step, layers, shares, concepts, images, self.quantile, self.iou_threshold)
+        context.results.add(result)
+        for tag, share in zip(result.tags, shares, strict=True):
             for kind in DETECTOR_TYPES:
                 writer.add_scalar(f"dissection/{kind}/{tag}", share[kind], step)
         figure, axes = render.new_figure(max(6.0, 0.4 * len(layers)), 4.2)
-        self.chart(axes, self.latest)
-        render.log_figure(writer, "dissection/detectors_by_depth", figure, step)
+        detector_chart(axes, result)
+        context.log_figure("dissection/detectors_by_depth", figure)
         detectors = best_detectors(layers, len(concepts.names))
         if detectors:
-            picture = self._rows(trainer, pl_module, images, concepts.names, detectors, step)
+            picture = self._rows(context, images, concepts.names, detectors)
             render.log_image(writer, "dissection/best_detectors", picture, step)
         table = self._table(layers, concepts.names, concepts.kinds, len(images))
         writer.add_text("dissection/detectors", table, step)
 
-    def chart(
-        self, axes: Axes, result: DissectionResult, fontsize: float = 7, title: str | None = None
-    ) -> None:
-        """The share of each detector type per layer, stacked, input side on the left."""
-        depth = range(len(result.layers))
-        bottom = [0.0] * len(result.layers)
-        for kind, colour in zip(DETECTOR_TYPES, ("C0", "C1", "C2"), strict=True):
-            values = [share[kind] for share in result.shares]
-            axes.bar(depth, values, bottom=bottom, color=colour, label=f"{kind} detectors")
-            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-        axes.set_xticks(list(depth), result.tags, rotation=70, fontsize=fontsize)
-        axes.set_xlabel("convolutional layer (input side -> output side)", fontsize=fontsize + 1)
-        axes.set_ylabel("share of the layer's units", fontsize=fontsize + 1)
-        axes.set_ylim(0, 1)
-        axes.set_title(title or (
-            f"Network dissection, epoch {result.step}: units whose top {self.quantile:g} of activations "
-            f"overlap a concept with IoU >= {self.iou_threshold:g}"
-        ), fontsize=fontsize + 2)
-        axes.legend(loc="upper left", fontsize=fontsize)
-
     def _rows(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, images: torch.Tensor, names: list[str],
-        detectors: list[Detector], step: int,
+        self, context: Context, images: torch.Tensor, names: list[str], detectors: list[Detector]
     ) -> np.ndarray:
         """A row per concept: its best unit's on-region over the images that excite the unit most."""
-        rows = detector_pictures(trainer, pl_module, images, detectors, self.images_per_detector)
+        rows = detector_pictures(
+            context.trainer, context.pl_module, images, detectors, self.images_per_detector
+        )
         size = images.shape[-1]
         tile = 2 * size + 2  # a picture drawn at twice its size, and the grid's padding
         captions = [
@@ -496,7 +493,7 @@ class Dissection(EpochView):
              f"{names[d.concept]}: {layer_tag(d.layer.index, d.layer.name)} unit {d.unit}, IoU {d.iou:.2f}")
             for r, d in enumerate(detectors)
         ]
-        title = f"Epoch {step}: each concept's best detector, bright where it is on"
+        title = f"Epoch {context.step}: each concept's best detector, bright where it is on"
         return render.captioned(render.grid(rows), captions, title, margin=360)
 
     def _table(self, layers: list[LayerDissection], names: list[str], kinds: list[str], images: int) -> str:

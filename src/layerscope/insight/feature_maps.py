@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import lightning as L
 import torch
-from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
-from layerscope.insight.base import EpochView
+from layerscope.insight.base import Context, EpochView
 from layerscope.insight.capture import forward_batches
-from layerscope.insight.inputs import insight_data, inspected_model, model_input
 from layerscope.models.layers import inspection_mode, layer_hooks, layer_tag, named_layers
 
 
@@ -29,10 +26,8 @@ class FeatureMaps(EpochView):
         self.images_per_class = images_per_class
         self.max_channels = max_channels
 
-    def draw(
-        self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
-    ) -> None:
-        val, model = insight_data(trainer).val, inspected_model(pl_module)
+    def draw(self, context: Context) -> None:
+        val, model = context.data.val, context.model
         images = val.images[probe_indices(val.labels, self.images_per_class)]
         layers = named_layers(model)
         outputs: dict[int, torch.Tensor] = {}
@@ -41,12 +36,12 @@ class FeatureMaps(EpochView):
             outputs[index] = output[:, : self.max_channels].float().cpu()
 
         with inspection_mode(model), layer_hooks(layers, keep):
-            forward_batches(lambda b: pl_module(model_input(trainer, pl_module, b)), images, 256)
+            forward_batches(context.forward(), images, 256)
         size = images.shape[-1]
         originals = render.display_images(images)
         for index, (name, _) in enumerate(layers):
             picture = feature_map_grid(originals, outputs[index], size)
-            render.log_image(writer, f"feature_maps/{layer_tag(index, name)}", picture, step)
+            render.log_image(context.writer, f"feature_maps/{layer_tag(index, name)}", picture, context.step)
 
 
 def feature_map_grid(originals: torch.Tensor, output: torch.Tensor, size: int) -> torch.Tensor:

@@ -33,13 +33,13 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.errors import UserError
 from layerscope.insight import render
+from layerscope.insight.base import Context, EpochView
 from layerscope.insight.capture import LayerAnatomy
 from layerscope.insight.inputs import insight_data, inspected_model, model_input
-from layerscope.insight.sample import Sample, SampleView
+from layerscope.insight.sample import Sample
 from layerscope.insight.top_patches import ChosenChannels, channel_patches, top_images
 from layerscope.models.layers import inspection_mode, layer_tag, module_hooks, named_layers
 
@@ -218,15 +218,14 @@ class ChannelRows:
         self.learning_rate, self.seed, self.image_size, self.zoom = learning_rate, seed, image_size, zoom
         self.chosen = ChosenChannels(channels)
 
-    def draw(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, sample: Sample,
-        anatomy: list[LayerAnatomy], shown: list[int],
-    ) -> dict[int, torch.Tensor]:
-        """Layer index -> (3, H, W) picture, for each layer in ``shown``."""
+    def draw(self, context: Context, sample: Sample, shown: list[int]) -> dict[int, torch.Tensor]:
+        """Layer index -> (3, H, W) picture, for each layer in ``shown``, from the validation ``sample``."""
+        anatomy = context.anatomy()
         chosen = {index: self.chosen(index, sample.stats[index]) for index in shown}
         targets = [(index, int(channel)) for index in shown for channel in chosen[index]]
         pictures = feature_images(
-            trainer, pl_module, targets, self.steps, self.learning_rate, self.seed, self.image_size,
+            context.trainer, context.pl_module, targets, self.steps, self.learning_rate, self.seed,
+            self.image_size,
         )
         tile = max(pictures.shape[-2:]) * self.zoom
         optimised = iter(render.as_rgb(pictures.float().cpu()))
@@ -244,7 +243,7 @@ class ChannelRows:
         return drawn
 
 
-class FeatureVisualisation(SampleView):
+class FeatureVisualisation(EpochView):
     """``feature_vis/NN_<layer>``: a row per channel, its optimised image and then its top patches.
 
     ``layers`` are layer numbers as the layer list counts them (1 = the input side), None for
@@ -258,7 +257,8 @@ class FeatureVisualisation(SampleView):
         image_size: int | None = None, learning_rate: float = 0.05, patches: int = 6, zoom: int = 2,
         sample_size: int = 2000, seed: int = 0,
     ) -> None:
-        super().__init__(every_n_epochs, sample_size)
+        super().__init__(every_n_epochs)
+        self.sample_size = sample_size
         self.layers = None if layers is None else list(layers)
         self.rows = ChannelRows(channels, patches, steps, learning_rate, seed, image_size, zoom)
 
@@ -273,10 +273,9 @@ class FeatureVisualisation(SampleView):
             )
         return sorted({n - 1 for n in self.layers})
 
-    def draw(
-        self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
-    ) -> None:
-        sample, anatomy = self.sample(trainer, pl_module), self.anatomy(trainer, pl_module)
-        drawn = self.rows.draw(trainer, pl_module, sample, anatomy, self._shown_layers(anatomy))
+    def draw(self, context: Context) -> None:
+        anatomy = context.anatomy()
+        drawn = self.rows.draw(context, context.sample(self.sample_size), self._shown_layers(anatomy))
         for index, picture in drawn.items():
-            render.log_image(writer, f"feature_vis/{layer_tag(index, anatomy[index].name)}", picture, step)
+            tag = f"feature_vis/{layer_tag(index, anatomy[index].name)}"
+            render.log_image(context.writer, tag, picture, context.step)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 from torch import nn
-from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
-from layerscope.insight.base import EpochView
-from layerscope.insight.inputs import insight_data, inspected_model
+from layerscope.insight.base import Context, EpochView
 
 
 def first_layer_weight(model: nn.Module, in_channels: int, image_size: int) -> torch.Tensor:
@@ -35,14 +32,12 @@ class LayerFilters(EpochView):
         self.max_filters = max_filters
         self.tile_size = tile_size
 
-    def draw(
-        self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
-    ) -> None:
-        info = insight_data(trainer).info
-        weight = first_layer_weight(inspected_model(pl_module), info["in_channels"], info["image_size"])
+    def draw(self, context: Context) -> None:
+        info = context.data.info
+        weight = first_layer_weight(context.model, info["in_channels"], info["image_size"])
         weight = weight[: self.max_filters]
         # Each filter scaled on its own, keeping the sign: mid-grey is a zero weight.
         tiles = render.stretch_signed(weight)
         tiles = render.as_rgb(render.resize(tiles, max(self.tile_size, weight.shape[-1])))
         columns = 8 if len(tiles) > 16 else 4
-        render.log_image(writer, "filters/layer1", render.tile_grid(tiles, columns), step)
+        render.log_image(context.writer, "filters/layer1", render.tile_grid(tiles, columns), context.step)

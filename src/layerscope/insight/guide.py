@@ -9,13 +9,10 @@ from __future__ import annotations
 import logging
 import warnings
 
-import lightning as L
 import torch
-from torch.utils.tensorboard import SummaryWriter
 
-from layerscope.insight.base import tensorboard_writer
-from layerscope.insight.findings import run_findings
-from layerscope.insight.inputs import example_input, inspected_model
+from layerscope.insight.base import Context, View
+from layerscope.insight.inputs import example_input
 from layerscope.models.layers import inspection_mode, layer_tag, named_layers
 
 log = logging.getLogger(__name__)
@@ -144,39 +141,37 @@ CUSTOM_SCALARS = {
 }
 
 
-class Guide(L.Callback):
-    """``guide/*`` text entries, the custom-scalars layout and (with ``graph``) the model graph."""
+class Guide(View):
+    """``guide/*`` text entries, the custom-scalars layout and (with ``graph``) the model graph; at the
+    end, ``guide/what_this_run_showed`` from the run's results (``base.Results.findings``)."""
 
     def __init__(self, graph: bool = True) -> None:
         self.graph = graph
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
-        if writer is None:
-            return
+    def start(self, context: Context) -> None:
+        writer = context.writer
         for tag, text in GUIDE.items():
             writer.add_text(f"guide/{tag}", text.strip(), 0)
-        writer.add_text("guide/11_layers_of_this_model", layer_table(inspected_model(pl_module)), 0)
+        writer.add_text("guide/11_layers_of_this_model", layer_table(context.model), 0)
         writer.add_custom_scalars(CUSTOM_SCALARS)
         if self.graph:
-            self._add_graph(writer, trainer, pl_module)
+            self._add_graph(context)
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
-        findings = run_findings(trainer) if writer is not None else []
-        if writer is not None and findings:
+    def end(self, context: Context) -> None:
+        findings = context.results.findings()
+        if findings:
             items = "\n".join(f"- {finding}" for finding in findings)
             text = f"**What this run showed**, in its own measurements:\n\n{items}"
-            writer.add_text("guide/what_this_run_showed", text, trainer.current_epoch)
+            context.writer.add_text("guide/what_this_run_showed", text, context.step)
 
     @staticmethod
-    def _add_graph(writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        model, example = inspected_model(pl_module), example_input(trainer, pl_module)
+    def _add_graph(context: Context) -> None:
+        model, example = context.model, example_input(context.trainer, context.pl_module)
         try:
             with inspection_mode(model), warnings.catch_warnings():
                 # TensorBoard's graph export still goes through torch.jit.trace, now deprecated.
                 warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
-                writer.add_graph(model, example)
+                context.writer.add_graph(model, example)
         except (RuntimeError, TypeError) as error:  # tracing fails on some custom models: warn, go on
             log.warning("the model graph could not be traced for TensorBoard: %s", error)
 

@@ -20,30 +20,25 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
-import lightning as L
 import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.gridspec import SubplotSpec
-from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.files import write_atomically
 from layerscope.insight import render
+from layerscope.insight.base import Context, EpochView
 from layerscope.insight.capture import LayerAnatomy
-from layerscope.insight.dissection import Dissection, DissectionResult, best_unit, detector_pictures
+from layerscope.insight.dissection import DissectionResult, best_unit, detector_chart, detector_pictures
 from layerscope.insight.feature_vis import ChannelRows, readable_layers
-from layerscope.insight.inputs import inspected_model
 from layerscope.insight.probes import LayerProbes, ProbeResult
-from layerscope.insight.sample import SampleView
 from layerscope.models.layers import layer_tag
 
 log = logging.getLogger(__name__)
 
 DPI = 100  # one picture pixel is one pixel of the page
-V = TypeVar("V")
 
 
 def story_layers(anatomy: list[LayerAnatomy], most: int = 6) -> list[int]:
@@ -67,71 +62,58 @@ class Moment:
     probes: ProbeResult | None = None
 
 
-class LayerStory(SampleView):
+class LayerStory(EpochView):
     """``layer_story.png`` (run folder) and ``layer_story`` (IMAGES): the layer story of this run on one page.
 
     It draws at step 0 and after the last epoch (or, where training stops early, at its end), and it
-    takes the dissection and probe results of those moments from the ``dissection`` and ``probes``
-    views, so it comes after them in ``conf/insight``.
+    reads the dissection and probe results of those moments from the run's results, so ``Insight``
+    draws it after the views that measure them.
     """
 
     once_per_run = True  # for the run's time accounting: drawn at the start and the end only
+    reads_results = True  # the dissection's and the probes' results of the same moment
 
     def __init__(
         self, channels: int = 2, patches: int = 4, feature_vis_steps: int = 64, detector_images: int = 3,
         sample_size: int = 2000, max_layers: int = 6, seed: int = 0, file: str = "layer_story.png",
     ) -> None:
-        super().__init__(every_n_epochs=1, sample_size=sample_size)
+        super().__init__(every_n_epochs=1)
         self.channels, self.patches, self.feature_vis_steps = channels, patches, feature_vis_steps
-        self.detector_images, self.max_layers, self.seed, self.file = detector_images, max_layers, seed, file
+        self.detector_images, self.sample_size, self.max_layers = detector_images, sample_size, max_layers
+        self.seed, self.file = seed, file
         self.rows = ChannelRows(channels, patches, feature_vis_steps, seed=seed)
         self._moments: dict[str, Moment] = {}
 
     # --- when -----------------------------------------------------------------------------------
-    def _due(self, trainer: L.Trainer) -> int | None:
-        step = super()._due(trainer)
-        last = trainer.max_epochs is not None and 0 < trainer.max_epochs <= trainer.current_epoch + 1
-        return step if last else None
+    def due(self, epochs_done: int, last: bool) -> bool:
+        return last
 
-    def draw(
-        self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
-    ) -> None:
-        self._moments["start" if step == 0 else "end"] = self._moment(trainer, pl_module, step)
+    def draw(self, context: Context) -> None:
+        self._moments["start" if context.step == 0 else "end"] = self._moment(context)
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        writer = self._writer(trainer)
-        if writer is None:
-            return
+    def end(self, context: Context) -> None:
         if "end" not in self._moments:  # stopped before the last epoch: the network as it is now
-            self._moments["end"] = self._moment(trainer, pl_module, trainer.current_epoch)
+            self._moments["end"] = self._moment(context)
         moments = [self._moments[key] for key in ("start", "end") if key in self._moments]
-        picture = self.page(trainer, pl_module, moments)
-        path = Path(trainer.default_root_dir) / self.file
+        picture = self.page(context, moments)
+        path = Path(context.trainer.default_root_dir) / self.file
         write_atomically(path, render.png_bytes(picture))
-        render.log_image(writer, "layer_story", picture, moments[-1].step)
+        render.log_image(context.writer, "layer_story", picture, moments[-1].step)
         log.info("The layer story of this run: %s", path)
 
     # --- measuring --------------------------------------------------------------------------------
-    def _moment(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> Moment:
-        sample, anatomy = self.sample(trainer, pl_module), self.anatomy(trainer, pl_module)
+    def _moment(self, context: Context) -> Moment:
+        sample, anatomy = context.sample(self.sample_size), context.anatomy()
         shown = story_layers(anatomy, self.max_layers)
-        moment = Moment(step, channels=self.rows.draw(trainer, pl_module, sample, anatomy, shown))
-        moment.dissection = self._latest(trainer, Dissection, step)
-        moment.probes = self._latest(trainer, LayerProbes, step)
+        moment = Moment(context.step, channels=self.rows.draw(context, sample, shown))
+        # What the dissection and the probes measured at this step, where they are on and did.
+        moment.dissection = context.results.at(DissectionResult, context.step)
+        moment.probes = context.results.at(ProbeResult, context.step)
         if moment.dissection is not None:
-            self._detectors(trainer, pl_module, moment, shown)
+            self._detectors(context, moment, shown)
         return moment
 
-    @staticmethod
-    def _latest(trainer: L.Trainer, kind: type[Dissection] | type[LayerProbes], step: int) -> object | None:
-        """What the ``kind`` view measured at ``step``, if it is configured and measured then."""
-        view = _view(trainer, kind)
-        latest = None if view is None else view.latest
-        return latest if latest is not None and latest.step == step else None
-
-    def _detectors(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, moment: Moment, shown: list[int]
-    ) -> None:
+    def _detectors(self, context: Context, moment: Moment, shown: list[int]) -> None:
         result = moment.dissection
         if result is None:
             return
@@ -139,9 +121,10 @@ class LayerStory(SampleView):
         if not layers:
             return
         best = [best_unit(layer) for layer in layers]
-        pictures = detector_pictures(trainer, pl_module, result.images, best, self.detector_images)
-        view = _view(trainer, Dissection)
-        threshold = view.iou_threshold if view is not None else float("nan")
+        pictures = detector_pictures(
+            context.trainer, context.pl_module, result.images, best, self.detector_images
+        )
+        threshold = result.iou_threshold
         for detector, picture in zip(best, pictures, strict=True):
             shares = result.shares[result.layers.index(detector.layer)]
             name, kind = result.concepts.names[detector.concept], result.concepts.kinds[detector.concept]
@@ -151,9 +134,9 @@ class LayerStory(SampleView):
             moment.detectors[detector.layer.index] = (render.tile_grid(picture, len(picture)), caption)
 
     # --- drawing --------------------------------------------------------------------------------
-    def page(self, trainer: L.Trainer, pl_module: L.LightningModule, moments: list[Moment]) -> np.ndarray:
+    def page(self, context: Context, moments: list[Moment]) -> np.ndarray:
         """The page as an (H, W, 3) uint8 picture."""
-        anatomy = self.anatomy(trainer, pl_module)
+        anatomy = context.anatomy()
         shown = sorted(moments[-1].channels)
         with_detectors = any(m.detectors for m in moments)
         rows: list[tuple[str, Moment]] = [("channels", m) for m in moments]
@@ -175,8 +158,8 @@ class LayerStory(SampleView):
                 if col == 0:
                     what = "channels" if kind == "channels" else "best unit"
                     axes.set_ylabel(f"{what}\n{self._when(moment.step)}", fontsize=10)
-        self._charts(trainer, figure, grid[len(rows), :], moments)
-        title = self._title(trainer, pl_module, moments)
+        self._charts(figure, grid[len(rows), :], moments)
+        title = self._title(context, moments)
         figure.suptitle(title, fontsize=10, x=0.01, horizontalalignment="left")
         return render.figure_pixels(figure)
 
@@ -207,14 +190,10 @@ class LayerStory(SampleView):
             axes.set_title("not dissected at this step", fontsize=8)
 
     @staticmethod
-    def _charts(
-        trainer: L.Trainer, figure: Figure, place: SubplotSpec, moments: list[Moment],
-    ) -> None:
+    def _charts(figure: Figure, place: SubplotSpec, moments: list[Moment]) -> None:
         """The dissection charts of both moments, then their probe charts, in one row."""
-        dissection = _view(trainer, Dissection)
         panels: list[DissectionResult | ProbeResult] = []
-        if dissection is not None:
-            panels += [m.dissection for m in moments if m.dissection is not None]
+        panels += [m.dissection for m in moments if m.dissection is not None]
         panels += [m.probes for m in moments if m.probes is not None]
         if not panels:
             return
@@ -222,39 +201,34 @@ class LayerStory(SampleView):
         for col, result in enumerate(panels):
             axes = figure.add_subplot(inner[0, col])
             when = LayerStory._when(result.step)
-            if isinstance(result, DissectionResult) and dissection is not None:
-                dissection.chart(axes, result, fontsize=7, title=f"Detectors per layer, {when}")
+            if isinstance(result, DissectionResult):
+                detector_chart(axes, result, fontsize=7, title=f"Detectors per layer, {when}")
             elif isinstance(result, ProbeResult):
                 LayerProbes.chart(axes, result, fontsize=7, title=f"Linear probes per layer, {when}")
 
-    def _title(self, trainer: L.Trainer, pl_module: L.LightningModule, moments: list[Moment]) -> str:
-        model = inspected_model(pl_module)
-        accuracy = trainer.callback_metrics.get("val/acc")
+    def _title(self, context: Context, moments: list[Moment]) -> str:
+        model = context.model
+        accuracy = context.trainer.callback_metrics.get("val/acc")
         score = f", validation accuracy {float(accuracy):.2%}" if accuracy is not None else ""
         when = " and ".join(self._when(m.step) for m in moments)
         lines = [
-            f"What the layers of {type(model).__name__} ({len(self.anatomy(trainer, pl_module))} layers) "
+            f"What the layers of {type(model).__name__} ({len(context.anatomy())} layers) "
             f"showed at {when}{score}",
             f"Channels: each layer's {self.channels} most selective channels (chosen at the first drawing): "
             f"the image optimised to excite each ({self.feature_vis_steps} steps from seeded noise), then"
             f" the {self.patches} validation patches (of {self.sample_size}) where it peaks, each "
             "its receptive field.",
         ]
-        dissection = _view(trainer, Dissection)
         dissected = next((m.dissection for m in reversed(moments) if m.dissection is not None), None)
-        if dissection is not None and dissected is not None:
+        if dissected is not None:
             lines.append(
-                f"Best unit: the layer's unit whose on-region (its top {dissection.quantile:g} of "
+                f"Best unit: the layer's unit whose on-region (its top {dissected.quantile:g} of "
                 f"activations) overlaps a concept of {len(dissected.images)} validation images best, bright "
                 "where it is on; "
-                f"IoU >= {dissection.iou_threshold:g} makes it a detector (Bau et al. 2017)."
+                f"IoU >= {dissected.iou_threshold:g} makes it a detector (Bau et al. 2017)."
             )
         else:
             lines.append("No dissection in this run: it needs convolutional layers, data with concept masks "
                          "(shapes) and insight.dissection.")
         return "\n".join(lines)
 
-
-def _view(trainer: L.Trainer, kind: type[V]) -> V | None:
-    """The configured view of type ``kind``, if there is one."""
-    return next((c for c in trainer.callbacks if isinstance(c, kind)), None)

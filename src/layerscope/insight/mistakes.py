@@ -8,16 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.trainer.states import TrainerFn
 from matplotlib.figure import Figure
-from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
-from layerscope.insight.base import EpochView
-from layerscope.insight.inputs import insight_data
+from layerscope.insight.base import Context, EpochView
+from layerscope.insight.inputs import InsightData
 
 
 def confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor, classes: int) -> torch.Tensor:
@@ -40,15 +37,11 @@ class Mistakes(EpochView):
         self._labels: list[torch.Tensor] = []
         self._wrong: list[tuple[torch.Tensor, int, int]] = []
 
-    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def validation_start(self, context: Context) -> None:
         self._reset()
 
-    def on_validation_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-        batch_idx: int, dataloader_idx: int = 0,
-    ) -> None:
-        if (trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or not trainer.is_global_zero
-                or not isinstance(outputs, torch.Tensor)):
+    def validation_batch(self, context: Context, outputs: Any, batch: Any) -> None:
+        if not isinstance(outputs, torch.Tensor):  # validation_step returns the logits
             return
         images, labels = batch
         probs = outputs.detach().float().softmax(dim=1).cpu()
@@ -59,28 +52,27 @@ class Mistakes(EpochView):
         if room > 0:
             predicted = probs.argmax(1)
             wrong = torch.nonzero(predicted != labels).flatten()[:room]
-            shown = self._unnormalise(trainer, images[wrong]).cpu()
+            shown = self._unnormalise(context.data, images[wrong]).cpu()
             self._wrong += [(shown[i], int(labels[w]), int(predicted[w])) for i, w in enumerate(wrong)]
 
     @staticmethod
-    def _unnormalise(trainer: L.Trainer, images: torch.Tensor) -> torch.Tensor:
-        info = insight_data(trainer).info
+    def _unnormalise(data: InsightData, images: torch.Tensor) -> torch.Tensor:
+        info = data.info
         mean = torch.tensor(info["mean"], device=images.device).view(1, -1, 1, 1)
         std = torch.tensor(info["std"], device=images.device).view(1, -1, 1, 1)
         return render.as_rgb((images.float() * std + mean).clamp(0, 1))
 
-    def draw(
-        self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
-    ) -> None:
+    def draw(self, context: Context) -> None:
         if not self._probs:
             return
-        classes = list(insight_data(trainer).classes)
+        writer, step = context.writer, context.step
+        classes = list(context.data.classes)
         probs, labels = torch.cat(self._probs), torch.cat(self._labels)
         counts = confusion_matrix(labels, probs.argmax(1), len(classes))
         confusion = self._confusion_figure(counts, classes, step)
-        render.log_figure(writer, "mistakes/confusion_matrix", confusion, step)
+        context.log_figure("mistakes/confusion_matrix", confusion)
         if self._wrong:
-            render.log_figure(writer, "mistakes/misclassified", self._mistakes_figure(classes, step), step)
+            context.log_figure("mistakes/misclassified", self._mistakes_figure(classes, step))
         if self.pr_curves:
             for index, name in enumerate(classes):
                 writer.add_pr_curve(f"pr_curves/{name}", labels == index, probs[:, index], step)

@@ -23,18 +23,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
+from layerscope.insight.base import Context, EpochView
 from layerscope.insight.capture import LayerStats
 from layerscope.insight.findings import first_reaching, peak
-from layerscope.insight.inputs import InsightData, insight_data
-from layerscope.insight.sample import SampleView
+from layerscope.insight.inputs import InsightData
 from layerscope.models.layers import layer_tag
 
 FIT_SHARE = 2 / 3  # probes train on this share of the sample and are scored on the rest
@@ -114,24 +112,9 @@ class ProbeResult:
     curves: dict[str, list[float]]  # "class", and with part labels "parts" and "parts/<part>"
     classes: int  # how many classes (chance for the class probe is 1 / classes)
 
-
-class LayerProbes(SampleView):
-    """``probe/class/NN_<layer>`` per layer (on data with part labels also ``probe/parts/NN_<layer>``
-    and ``probe/parts/<part>/NN_<layer>``), the charts ``probe/accuracy_vs_depth`` and (with part
-    labels) ``probe/parts_vs_depth``, and each layer's receptive field in pixels."""
-
-    def __init__(self, every_n_epochs: int = 1, sample_size: int = 2000) -> None:
-        super().__init__(every_n_epochs, sample_size)
-        self._fields_logged = False
-        # The first and the latest probing, for findings() and the layer story.
-        self.first: ProbeResult | None = None
-        self.latest: ProbeResult | None = None
-
-    def findings(self) -> list[str]:
-        """Where the class and part probes reached their best at the latest probing."""
-        if self.latest is None:
-            return []
-        step, names, curves = self.latest.step, self.latest.tags, self.latest.curves
+    def findings(self, first: ProbeResult) -> list[str]:
+        """Where the class and part probes reached their best at this probing (the latest)."""
+        step, names, curves = self.step, self.tags, self.curves
         layer, value = first_reaching(curves["class"], names, 0.95)
         best_layer, best = peak(curves["class"], names)
         lines = [f"Linear probes on each layer's pooled output (step {step}): the class probe first "
@@ -147,33 +130,45 @@ class LayerProbes(SampleView):
                          f"`{layer}` ({value:.1%}); each part: {where}.")
         return lines
 
-    def draw(
-        self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
-    ) -> None:
-        sample, layers = self.sample(trainer, pl_module), self.anatomy(trainer, pl_module)
+
+class LayerProbes(EpochView):
+    """``probe/class/NN_<layer>`` per layer (on data with part labels also ``probe/parts/NN_<layer>``
+    and ``probe/parts/<part>/NN_<layer>``), the charts ``probe/accuracy_vs_depth`` and (with part
+    labels) ``probe/parts_vs_depth``, and each layer's receptive field in pixels. Each probing is a
+    ``ProbeResult`` in the run's results (for the layer story and the guide's findings)."""
+
+    def __init__(self, every_n_epochs: int = 1, sample_size: int = 2000) -> None:
+        super().__init__(every_n_epochs)
+        self.sample_size = sample_size
+        self._fields_logged = False
+
+    def draw(self, context: Context) -> None:
+        sample, layers = context.sample(self.sample_size), context.anatomy()
+        writer, step = context.writer, context.step
         if not self._fields_logged:
             for index, anatomy in enumerate(layers):
                 tag = layer_tag(index, anatomy.name)
                 writer.add_scalar(f"receptive_field/{tag}", anatomy.receptive_field, 0)
             self._fields_logged = True
-        parts = [] if sample.parts is None else part_names(insight_data(trainer), sample.parts.shape[1])
+        parts = [] if sample.parts is None else part_names(context.data, sample.parts.shape[1])
         curves: dict[str, list[float]] = {}
         for index, (anatomy, stats) in enumerate(zip(layers, sample.stats, strict=True)):
             scores = probe_scores(pooled_features(stats), sample.labels, sample.parts, parts)
             for kind, value in scores.items():
                 writer.add_scalar(f"probe/{kind}/{layer_tag(index, anatomy.name)}", value, step)
                 curves.setdefault(kind, []).append(value)
-        self.latest = ProbeResult(
+        result = ProbeResult(
             step, [layer_tag(i, a.name) for i, a in enumerate(layers)], [a.receptive_field for a in layers],
-            curves, len(insight_data(trainer).classes),
+            curves, len(context.data.classes),
         )
-        self.first = self.first or self.latest
+        context.results.add(result)
         figure, axes = render.new_figure(max(6.0, 0.35 * len(layers)), 4.2)
-        self.chart(axes, self.latest)
-        render.log_figure(writer, "probe/accuracy_vs_depth", figure, step)
+        self.chart(axes, result)
+        context.log_figure("probe/accuracy_vs_depth", figure)
         if parts:
             per_part = {name: curves[f"parts/{name}"] for name in parts}
-            render.log_figure(writer, "probe/parts_vs_depth", self._parts_chart(per_part, step), step)
+            names = [a.name for a in layers]
+            context.log_figure("probe/parts_vs_depth", self._parts_chart(per_part, names, step))
 
     @staticmethod
     def chart(axes: Axes, result: ProbeResult, fontsize: float = 7, title: str | None = None) -> None:
@@ -195,9 +190,8 @@ class LayerProbes(SampleView):
         secondary.tick_params(labelsize=fontsize)
         axes.legend(loc="lower right", fontsize=fontsize)
 
-    def _parts_chart(self, curves: dict[str, list[float]], step: int) -> Figure:
+    def _parts_chart(self, curves: dict[str, list[float]], names: list[str], step: int) -> Figure:
         """One line per part: at which depth a probe can tell whether the image holds that part."""
-        names = [a.name for a in self._anatomy or []]
         depth = range(1, len(names) + 1)
         figure, axes = render.new_figure(max(6.0, 0.35 * len(names)), 4.2)
         markers = "osv^D<>ph*"

@@ -16,21 +16,16 @@ pulled the classes apart; ``predicted`` shows where the mistakes lie.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 
-import lightning as L
 import torch
 from torch import nn
 
 from layerscope.insight import render
-from layerscope.insight.base import tensorboard_writer
+from layerscope.insight.base import Context, View
 from layerscope.insight.capture import forward_batches
-from layerscope.insight.inputs import insight_data, inspected_model, model_input
 from layerscope.models.layers import inspection_mode, layer_tag, module_hooks, named_layers
-
-log = logging.getLogger(__name__)
 
 METADATA_HEADER = ["true", "predicted"]
 SPRITE_LIMIT = 8192  # pixels per side of the sprite sheet the projector loads
@@ -68,35 +63,26 @@ def sprites(images: torch.Tensor) -> torch.Tensor:
     return render.resize(tiles, per_side) if tiles.shape[-1] > per_side else tiles
 
 
-class Projector(L.Callback):
+class Projector(View):
     """``projector_config.pbtxt`` and, per layer, tensors, sprite and metadata for the PROJECTOR tab."""
 
     def __init__(self, sample_size: int = 1000, batch_size: int = 250) -> None:
         if sample_size < 1 or batch_size < 1:
             raise ValueError(f"sample_size={sample_size} and batch_size={batch_size} must be >= 1")
-        self.sample_size, self.batch_size = sample_size, batch_size
+        self.embedded, self.batch_size = sample_size, batch_size
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def end(self, context: Context) -> None:
         # Once per fit, after the last epoch: the model is final, and no later step can be perturbed.
-        if not trainer.is_global_zero:
-            return
-        writer = tensorboard_writer(trainer)
-        if writer is None:
-            log.warning("Projector needs a TensorBoard logger; it logs nothing")
-            return
-        data = insight_data(trainer)
-        images, labels = data.val.images[: self.sample_size], data.val.labels[: self.sample_size]
+        data = context.data
+        images, labels = data.val.images[: self.embedded], data.val.labels[: self.embedded]
         if not len(labels):
             return
-        embeddings, logits = layer_embeddings(
-            lambda batch: pl_module(model_input(trainer, pl_module, batch)),
-            inspected_model(pl_module), images, self.batch_size,
-        )
+        embeddings, logits = layer_embeddings(context.forward(), context.model, images, self.batch_size)
         names, predicted = data.classes, logits.argmax(1).tolist()
         metadata = [[names[t], names[p]] for t, p in zip(labels.tolist(), predicted, strict=True)]
         tiles = sprites(images)
         for tag, features in embeddings.items():
-            writer.add_embedding(
-                features, metadata=metadata, label_img=tiles, global_step=trainer.current_epoch, tag=tag,
+            context.writer.add_embedding(
+                features, metadata=metadata, label_img=tiles, global_step=context.step, tag=tag,
                 metadata_header=METADATA_HEADER,
             )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import io
 import math
-import weakref
 
 import numpy as np
 import torch
@@ -156,33 +155,34 @@ def figure_pixels(figure: Figure) -> np.ndarray:
 
 
 _MARGINS = ("left", "right", "bottom", "top", "wspace", "hspace")
-# Per writer (a run), dropped with it: each chart's margins, by tag and figure size.
-_margins: weakref.WeakKeyDictionary[SummaryWriter, dict[tuple[str, float, float], dict[str, float]]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
-def fit_margins(writer: SummaryWriter, tag: str, figure: Figure) -> None:
-    """Tight margins for the labels, measured on a chart's first drawing in a run and reused after.
+class Margins:
+    """Tight margins for a chart's labels, measured on its first drawing in a run and reused after.
 
     ``tight_layout`` draws every label once to measure it, which costs about as much as drawing the
     chart. A chart drawn every epoch keeps its size and its axis labels (only the values and the
-    epoch in the title change), so its margins are measured once per run.
+    epoch in the title change), so its margins are measured once per run: one ``Margins`` per run.
     """
-    width, height = figure.get_size_inches()
-    known = _margins.setdefault(writer, {})
-    key = (tag, round(float(width), 3), round(float(height), 3))
-    if key in known:
-        figure.subplots_adjust(**known[key])
-        return
-    figure.tight_layout()
-    params = figure.subplotpars
-    known[key] = {name: getattr(params, name) for name in _MARGINS}
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, float, float], dict[str, float]] = {}  # (tag, size) -> margins
+
+    def fit(self, tag: str, figure: Figure) -> None:
+        width, height = figure.get_size_inches()
+        key = (tag, round(float(width), 3), round(float(height), 3))
+        if key in self._known:
+            figure.subplots_adjust(**self._known[key])
+            return
+        figure.tight_layout()
+        params = figure.subplotpars
+        self._known[key] = {name: getattr(params, name) for name in _MARGINS}
 
 
-def log_figure(writer: SummaryWriter, tag: str, figure: Figure, step: int, fit: bool = True) -> None:
-    """Log a matplotlib figure under IMAGES ``tag``, its margins fitted to its labels unless ``fit=False``
-    (a figure that sets its own)."""
-    if fit:
-        fit_margins(writer, tag, figure)
+def log_figure(
+    writer: SummaryWriter, tag: str, figure: Figure, step: int, margins: Margins | None = None
+) -> None:
+    """Log a matplotlib figure under IMAGES ``tag``, its margins fitted to its labels (measured again
+    each time unless the run's ``margins`` know them)."""
+    (margins or Margins()).fit(tag, figure)
     log_image(writer, tag, figure_pixels(figure), step)

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import math
 
-import lightning as L
 import torch
 import torch.nn.functional as F
-from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
+from layerscope.insight.base import Context, EpochView
 from layerscope.insight.capture import LayerAnatomy, LayerStats
-from layerscope.insight.sample import SampleView
 from layerscope.models.layers import layer_tag
 
 
@@ -74,7 +72,7 @@ class ChosenChannels:
         return self._chosen[index]
 
 
-class TopPatches(SampleView):
+class TopPatches(EpochView):
     """``top_patches/NN_<layer>``: a row per channel, its ``k`` strongest validation patches.
 
     The channels shown are chosen once per run (the most selective ones at the first drawing) so
@@ -85,14 +83,12 @@ class TopPatches(SampleView):
         self, every_n_epochs: int = 1, channels: int = 4, k: int = 9, sample_size: int = 2000,
         zoom: int = 3,
     ) -> None:
-        super().__init__(every_n_epochs, sample_size)
-        self.channels, self.k, self.zoom = channels, k, zoom
+        super().__init__(every_n_epochs)
+        self.sample_size, self.channels, self.k, self.zoom = sample_size, channels, k, zoom
         self.chosen = ChosenChannels(channels)
 
-    def draw(
-        self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule, step: int
-    ) -> None:
-        sample, layers = self.sample(trainer, pl_module), self.anatomy(trainer, pl_module)
+    def draw(self, context: Context) -> None:
+        sample, layers = context.sample(self.sample_size), context.anatomy()
         images = render.display_images(sample.images)
         for index, (anatomy, stats) in enumerate(zip(layers, sample.stats, strict=True)):
             rows = []
@@ -100,4 +96,5 @@ class TopPatches(SampleView):
             for channel, best in zip(chosen, top_images(stats, chosen, self.k), strict=True):
                 patches = channel_patches(images, anatomy, stats, int(channel), best)
                 rows.append(render.resize(patches, display_size(patches.shape[-1], self.zoom)))
-            render.log_image(writer, f"top_patches/{layer_tag(index, anatomy.name)}", render.grid(rows), step)
+            tag = f"top_patches/{layer_tag(index, anatomy.name)}"
+            render.log_image(context.writer, tag, render.grid(rows), context.step)

@@ -17,16 +17,13 @@ once.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-import lightning as L
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from layerscope.insight import render
-from layerscope.insight.base import tensorboard_writer
+from layerscope.insight.base import Context, View
 from layerscope.insight.capture import LayerAnatomy
-from layerscope.insight.inputs import model_anatomy
 from layerscope.models.layers import layer_tag
 
 log = logging.getLogger(__name__)
@@ -68,7 +65,7 @@ def parameter_role(name: str, param: torch.Tensor) -> str:
     return "weight" if param.ndim > 1 else "scale"
 
 
-class WeightsAndGradients(L.Callback):
+class WeightsAndGradients(View):
     """Histograms ``weights/``, ``biases/``, ``weight_gradients/``, ``bias_gradients/`` and scalars
     ``grad_norm/``, ``update_ratio/`` per layer; a bar chart ``gradients/norm_by_depth`` per epoch."""
 
@@ -81,23 +78,14 @@ class WeightsAndGradients(L.Callback):
         self._norms: dict[int, float] = {}
         self._said_non_finite = False
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
-        self._anatomy = [a for a in model_anatomy(trainer, pl_module) if a.parameters]
+    def start(self, context: Context) -> None:
+        self._anatomy = [a for a in context.anatomy() if a.parameters]
 
-    def _due(self, trainer: L.Trainer) -> SummaryWriter | None:
-        if not trainer.is_global_zero or trainer.global_step % self.every_n_steps:
-            return None
-        return tensorboard_writer(trainer)
-
-    def on_before_optimizer_step(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
-    ) -> None:
-        writer = self._due(trainer)
-        if writer is None:
+    def before_optimizer_step(self, context: Context) -> None:
+        step = context.trainer.global_step
+        if step % self.every_n_steps:
             return
-        step = trainer.global_step
+        writer = context.writer
         non_finite = 0
         for index, layer in enumerate(self._anatomy):
             tag = layer_tag(index, layer.name)
@@ -132,13 +120,11 @@ class WeightsAndGradients(L.Callback):
             if finite(grad):
                 log_histogram(writer, f"{role}_gradients/{tag}", grad, step, self.bins)
 
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
+    def after_train_batch(self, context: Context) -> None:
         if not self._before:
             return
-        writer = tensorboard_writer(trainer)
-        step = trainer.global_step - 1  # the step whose update this was
+        writer = context.writer
+        step = context.trainer.global_step - 1  # the step whose update this was
         for index, (name, before) in self._before.items():
             layer = self._anatomy[index]
             weight = layer.parameters[name]
@@ -146,9 +132,8 @@ class WeightsAndGradients(L.Callback):
             writer.add_scalar(f"update_ratio/{layer_tag(index, layer.name)}", ratio.item(), step)
         self._before.clear()
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
-        if writer is None or not self._norms:
+    def after_train_epoch(self, context: Context) -> None:
+        if not self._norms:
             return
         names = [layer_tag(i, a.name) for i, a in enumerate(self._anatomy)]
         values = [self._norms.get(i, 0.0) for i in range(len(names))]
@@ -158,5 +143,5 @@ class WeightsAndGradients(L.Callback):
         axes.set_xticks(range(len(names)), names, rotation=70, fontsize=7)
         axes.set_xlabel("layer (input side -> output side)")
         axes.set_ylabel("gradient norm (log scale)")
-        axes.set_title(f"Gradient reaching each layer, step {trainer.global_step}")
-        render.log_figure(writer, "gradients/norm_by_depth", figure, trainer.current_epoch + 1)
+        axes.set_title(f"Gradient reaching each layer, step {context.trainer.global_step}")
+        context.log_figure("gradients/norm_by_depth", figure)

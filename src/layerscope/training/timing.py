@@ -45,14 +45,6 @@ PHASES = (
 # Loop actions that fetch or prepare a training batch rather than learn from it.
 _BATCH_ACTIONS = ("train_dataloader_next", "on_after_batch_transfer", "batch_to_device",
                   "on_before_batch_transfer", "transfer_batch_to_device")
-# When a view's time is spent: once before the first step, while training (after each epoch's
-# validation, every n steps), or once after the last step. The first and last are paid once per
-# run; what is paid while training grows with the epochs. A view that draws only at the start and
-# the end (``once_per_run = True``, the layer story) counts its last drawing as after training.
-INSIGHT_MOMENTS = ("before training", "while training", "after training")
-_MOMENT_OF_HOOK = {"setup": "before training", "on_fit_start": "before training",
-                   "on_train_start": "before training", "on_train_end": "after training",
-                   "on_fit_end": "after training", "teardown": "after training"}
 
 
 def process_start_time() -> float | None:
@@ -86,7 +78,8 @@ class PhaseTimer(L.Callback):
 
     As a callback it learns which loop is running and which callback is which; its profiler
     receives Lightning's actions. ``train()`` times the phases outside Lightning's loops with
-    :meth:`phase` and writes :meth:`seconds` to metrics.json.
+    :meth:`phase` and writes :meth:`seconds` to metrics.json. What each insight view took is timed
+    by the views' own callback (``layerscope.insight.Insight``), not here.
     """
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
@@ -97,9 +90,6 @@ class PhaseTimer(L.Callback):
         self._since = self.clock()
         self._loop = "fit"  # fit | validation | test: whose time it is
         self._callback_phases: dict[str, str] = {}
-        self._views: dict[str, float] = defaultdict(float)  # insight seconds per view (callback class)
-        self._moments: dict[str, float] = defaultdict(float)  # insight seconds per INSIGHT_MOMENTS
-        self._once_per_run: set[str] = set()  # state keys of the views that draw only at start and end
 
     # Lightning's actions, through the profiler ---------------------------------------------
     def _open(self, action: str) -> None:
@@ -117,14 +107,7 @@ class PhaseTimer(L.Callback):
     def _charge(self) -> None:
         now = self.clock()
         if self._stack:  # time outside every action is charged by phase() or ends up in "other"
-            action = self._stack[-1]
-            phase = self._phase(action)
-            self._totals[phase] += now - self._since
-            if phase == "insight":  # and to the view and the moment, so a run says what each cost
-                view, _, hook = action[len("[Callback]"):].rpartition(".")
-                self._views[view.split("{")[0]] += now - self._since
-                during = "after training" if view in self._once_per_run else "while training"
-                self._moments[_MOMENT_OF_HOOK.get(hook, during)] += now - self._since
+            self._totals[self._phase(self._stack[-1])] += now - self._since
         self._since = now
 
     def _phase(self, action: str) -> str:
@@ -143,7 +126,6 @@ class PhaseTimer(L.Callback):
     # Callback hooks: which loop runs, and what each callback is for -------------------------
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._callback_phases = {c.state_key: _callback_phase(c) for c in trainer.callbacks}
-        self._once_per_run = {c.state_key for c in trainer.callbacks if getattr(c, "once_per_run", False)}
 
     # The sanity check before training runs the validation loop, so these hooks cover it too.
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -174,15 +156,6 @@ class PhaseTimer(L.Callback):
             self._charge()
             inside = sum(self._totals.values()) - charged
             self.add(name, max(0.0, self.clock() - started - inside))
-
-    def view_seconds(self) -> dict[str, float]:
-        """Seconds each insight view took (their sum is the "insight" phase), the costliest first."""
-        ranked = sorted(self._views.items(), key=lambda item: -item[1])
-        return {view: round(seconds, 2) for view, seconds in ranked}
-
-    def insight_moments(self) -> dict[str, float]:
-        """Insight seconds before, while and after training (their sum is the "insight" phase)."""
-        return {moment: round(self._moments.get(moment, 0.0), 2) for moment in INSIGHT_MOMENTS}
 
     def seconds(self, total: float) -> dict[str, float]:
         """Seconds per phase, every phase in order; "other" also gets what ``total`` leaves over."""
