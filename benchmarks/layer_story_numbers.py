@@ -2,9 +2,10 @@
 
     python benchmarks/layer_story_numbers.py outputs/DATE/TIME [--charts docs]
 
-Reads the scalars ``dissection/<edge|part|object>/NN_layer`` from the run's TensorBoard event
+Reads the scalars ``dissection/<edge|part|object|colour>/NN_layer`` from the run's TensorBoard event
 files and prints, for step 0 (the untrained network) and the last logged step, the share of each
-layer's units labelled edge, part and object detectors, then the mean share over the layers of
+layer's units labelled detectors of each kind the run had concepts of (``shapes``: edge, part,
+object and colour; Fashion-MNIST: edge and object silhouettes), then the mean share over the layers of
 each stage (ResNet layer names: ``stem`` counts with stage 1, ``fc`` has no units to dissect).
 Then, from ``probe/class/NN_layer``, ``probe/parts/NN_layer`` and ``receptive_field/NN_layer``,
 each layer's probe accuracies at both steps. With ``--charts DIR`` it also saves the run's
@@ -24,8 +25,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from layerscope.training.logged import logged_scalars
 
-TYPES = ("edge", "part", "object")
-TAG = re.compile(r"^dissection/(edge|part|object)/(\d+)_(.+)$")
+TYPES = ("edge", "part", "object", "colour")  # as insight.dissection.KINDS
+TAG = re.compile(r"^dissection/(edge|part|object|colour)/(\d+)_(.+)$")
 PROBE = re.compile(r"^probe/(class|parts)/(\d+)_(.+)$")  # the mean over parts, not probe/parts/<part>/
 FIELD = re.compile(r"^(receptive_field)/(\d+)_(.+)$")
 
@@ -46,7 +47,7 @@ def read_shares(run_dir: Path) -> dict[int, dict[str, dict[str, float]]]:
     """step -> layer tag -> type -> share, from every event file under ``run_dir``."""
     shares = read_layer_scalars(run_dir, TAG)
     if not shares:
-        raise SystemExit(f"no dissection scalars under {run_dir}: was it trained on shapes with insight on?")
+        raise SystemExit(f"no dissection scalars under {run_dir}: was it trained with insight on?")
     return shares
 
 
@@ -87,18 +88,19 @@ def stage(layer: str) -> str:
 
 
 def print_step(step: int, layers: dict[str, dict[str, float]]) -> None:
-    print(f"\nstep {step}: share of units labelled edge / part / object detectors")
-    print("| layer | edge | part | object |\n| --- | ---: | ---: | ---: |")
+    kinds = [kind for kind in TYPES if any(kind in share for share in layers.values())]
+    print(f"\nstep {step}: share of units labelled " + " / ".join(kinds) + " detectors")
+    print("| layer | " + " | ".join(kinds) + " |\n| --- |" + " ---: |" * len(kinds))
     by_stage: dict[str, list[dict[str, float]]] = defaultdict(list)
     for layer in sorted(layers):
         share = layers[layer]
         by_stage[stage(layer)].append(share)
-        print(f"| `{layer}` | " + " | ".join(f"{share.get(t, 0.0):.0%}" for t in TYPES) + " |")
-    print("\n| stage | layers | edge (mean, range) | part (mean, range) | object (mean, range) |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+        print(f"| `{layer}` | " + " | ".join(f"{share.get(t, 0.0):.0%}" for t in kinds) + " |")
+    print("\n| stage | layers | " + " | ".join(f"{kind} (mean, range)" for kind in kinds) + " |")
+    print("| --- | ---: |" + " ---: |" * len(kinds))
     for name, members in by_stage.items():
         cells = []
-        for kind in TYPES:
+        for kind in kinds:
             values = [m.get(kind, 0.0) for m in members]
             cells.append(f"{sum(values) / len(values):.0%} ({min(values):.0%}-{max(values):.0%})")
         print(f"| {name} | {len(members)} | " + " | ".join(cells) + " |")

@@ -194,8 +194,12 @@ def test_data_module_gives_the_masks_of_its_validation_images(data_dir: Path) ->
     module = make(data_dir)
     module.setup()
     masks = module.concept_masks(torch.arange(60))
-    assert masks is not None and masks.masks.shape == (60, 18, 32, 32)
-    objects = masks.masks[:, masks.kinds.index("object"):].flatten(2).any(2)
+    assert masks is not None and masks.masks.shape == (60, 18 + 11, 32, 32)  # its own, then colours
+    own = masks.groups()[0]
+    assert own == list(range(18)) and masks.kinds[18:] == ["colour"] * 11
+    first, last = masks.kinds.index("object"), own[-1] + 1
+    objects = masks.masks[:, first:last].flatten(2).any(2)
     assert torch.equal(objects.int().argmax(1), module.val.labels[:60])  # each image's own object
-    module.source = _ImagesOnly()  # a source that declares only load()
-    assert module.concept_masks(torch.arange(3)) is None
+    module.source = _ImagesOnly()  # a source that declares only load(): only the computed concepts
+    computed = module.concept_masks(torch.arange(3))
+    assert computed is not None and computed.kinds == ["edge"] + ["colour"] * 11

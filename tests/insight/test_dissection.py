@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from layerscope.data.base import ImageSource, ImageSplits, LabelledImages
+from layerscope.data.concepts import intensity_edges
 from layerscope.data.datamodule import ImageDataModule
 from layerscope.data.shapes import concepts, render_with_maps
 from layerscope.insight.base import Context
@@ -82,8 +83,12 @@ def test_concept_codes_give_back_every_pixel_s_concepts() -> None:
 def test_labels_and_shares() -> None:
     iou = torch.tensor([[0.01, 0.03], [0.2, 0.05], [0.0, 0.04], [0.0, 0.0]])
     labels = label_units(iou, 0.04)
-    assert labels.tolist() == [NONE, 0, 1, NONE]
-    assert detector_shares(labels, ["edge", "object"]) == {"edge": 0.25, "part": 0.0, "object": 0.25}
+    assert labels[:, 0].tolist() == [NONE, 0, 1, NONE]  # one group of concepts: one label per unit
+    assert detector_shares(labels, ["edge", "object"]) == {"edge": 0.25, "object": 0.25}  # no part concept
+    # Two groups (a data set's own concepts, then computed ones): a label from each, counted per kind.
+    both = label_units(iou, 0.04, groups=[[0], [1]])
+    assert both.tolist() == [[NONE, NONE], [0, 1], [NONE, 1], [NONE, NONE]]
+    assert detector_shares(both, ["edge", "colour"]) == {"edge": 0.25, "colour": 0.5}
 
 
 class CopyNet(nn.Module):
@@ -114,13 +119,13 @@ def test_units_that_copy_concept_masks_are_labelled_with_them() -> None:
     layers = dissect(model, model, masks.float(), masks, quantile=0.001, iou_threshold=0.04, batch_size=128)
     assert [(layer.index, layer.name) for layer in layers] == [(0, "copy"), (1, "pooled")]
     copy, pooled = layers
-    assert copy.labels.tolist() == [*range(len(names)), NONE]  # the silent unit detects nothing
+    assert copy.labels[:, 0].tolist() == [*range(len(names)), NONE]  # the silent unit detects nothing
     assert torch.allclose(copy.iou[:, : len(names)].diagonal(), torch.ones(len(names)))
     assert copy.iou[-1].max() == 0
     assert detector_shares(copy.labels, kinds) == {"edge": 1 / 19, "part": 7 / 19, "object": 10 / 19}
     # At half resolution (2x2 max-pooled, upsampled back) each unit still finds its concept, less exactly.
     concept = range(len(names))
-    assert pooled.labels.tolist() == [*concept, NONE]
+    assert pooled.labels[:, 0].tolist() == [*concept, NONE]
     diagonal = pooled.iou[concept, concept]
     assert (diagonal[1:] > 0.4).all() and (diagonal < 0.9).all() and diagonal[0] > 0.15  # edges blur most
     assert model.training and all(m.training for m in model.modules())  # modes restored
@@ -183,9 +188,16 @@ class _RandomImages(ImageSource):
         return ImageSplits(["dark", "light"], LabelledImages(images, torch.arange(40) % 2))
 
 
-def test_data_without_masks_says_so_once_and_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
-    data = ImageDataModule(_RandomImages(), "random", in_channels=1, num_classes=2, image_size=8,
-                           val_size=10, test_size=10)
+class _NoConcepts(ImageDataModule):
+    """A data module that can give no concept masks at all."""
+
+    def concept_masks(self, indices: torch.Tensor) -> None:
+        return None
+
+
+def test_data_without_any_concepts_says_so_once_and_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    data = _NoConcepts(_RandomImages(), "random", in_channels=1, num_classes=2, image_size=8,
+                       val_size=10, test_size=10)
     data.setup()
     writer = MagicMock()
     view = Dissection()
@@ -194,8 +206,18 @@ def test_data_without_masks_says_so_once_and_logs_nothing(caplog: pytest.LogCapt
             view.draw(Context(SimpleNamespace(datamodule=data), MagicMock(), writer, step))
     assert writer.mock_calls == []
     assert [r.getMessage() for r in caplog.records] == [
-        "dissection: this data has no concept masks (shapes has), so it logs nothing"
+        "dissection: no concept masks for these images, so it logs nothing"
     ]
+
+
+def test_data_without_masks_of_its_own_is_dissected_with_the_edges_of_its_images() -> None:
+    data = ImageDataModule(_RandomImages(), "random", in_channels=1, num_classes=2, image_size=8,
+                           val_size=10, test_size=10)
+    data.setup()
+    concepts = data.concept_masks(torch.arange(10))
+    assert concepts is not None  # grey images without a known background: their edges only
+    assert (concepts.names, concepts.kinds, concepts.sources) == (["edge"], ["edge"], ["image"])
+    assert torch.equal(concepts.masks[:, 0], intensity_edges(data.val.images[:10]))
 
 
 class _Classifier(nn.Module):

@@ -38,7 +38,8 @@ def test_the_data_module_provides_what_insight_reads() -> None:
     assert isinstance(data, InsightData)
     assert insight_data(_trainer(data)) is data
     assert INSIGHT_DATA_MEMBERS == ["classes", "concept_masks", "info", "preprocess", "val"]
-    assert data.concept_masks(torch.arange(3)) is None  # random images have no concepts
+    concepts = data.concept_masks(torch.arange(3))  # random grey images: only their own edges
+    assert concepts is not None and concepts.names == ["edge"]
 
 
 def test_a_data_module_without_a_member_is_refused_in_one_line_naming_it() -> None:

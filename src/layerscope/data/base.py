@@ -45,11 +45,32 @@ class ImageSplits:
 
 @dataclass
 class ConceptMasks:
-    """Pixel masks of named concepts for N images: what network dissection scores units against."""
+    """Pixel masks of named concepts for N images: what network dissection scores units against.
+
+    Each concept comes from a source (the data set's own masks, or ``image``: computed from the
+    pixels); dissection labels each unit once per source, with the source's concept it matches best,
+    so concepts joined from another source never change the labels of a source's own.
+    """
 
     names: list[str]
-    kinds: list[str]  # "edge", "part" or "object", one per concept
+    kinds: list[str]  # "edge", "part", "object" or "colour", one per concept
     masks: torch.Tensor  # bool (N, K, H, W)
+    sources: list[str] | None = None  # one per concept; None: all from one source
+
+    def groups(self) -> list[list[int]]:
+        """The concepts' indices, source by source, in the order the sources first appear."""
+        sources = self.sources or [""] * len(self.names)
+        order = list(dict.fromkeys(sources))
+        return [[k for k, source in enumerate(sources) if source == name] for name in order]
+
+    def joined(self, other: ConceptMasks | None, source: str = "data") -> ConceptMasks:
+        """These concepts, then ``other``'s, for the same images; ``source`` names these where unnamed."""
+        if other is None:
+            return self
+        mine = self.sources or [source] * len(self.names)
+        theirs = other.sources or ["other"] * len(other.names)
+        return ConceptMasks([*self.names, *other.names], [*self.kinds, *other.kinds],
+                            torch.cat([self.masks, other.masks], dim=1), [*mine, *theirs])
 
 
 class ImageSource(Protocol):
@@ -67,4 +88,9 @@ class ImageSource(Protocol):
 
     def concept_masks(self, split: str, indices: torch.Tensor) -> ConceptMasks | None:
         """Concept masks of images ``indices`` of the source's ``split``; None where it has none."""
+        return None
+
+    def foreground(self, images: torch.Tensor) -> torch.Tensor | None:
+        """bool (N, H, W): the pixels of uint8 ``images`` that are not background, where the data set
+        defines its background without labels (MNIST's is exactly 0); None where it does not."""
         return None

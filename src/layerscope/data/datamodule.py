@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from layerscope.data.augment import channel_stats, match_shape, normalise, random_crop_flip
 from layerscope.data.base import ConceptMasks, ImageSource, ImageSplits, LabelledImages
+from layerscope.data.concepts import COMPUTED_KINDS, image_concepts
 from layerscope.data.image_files import FileBatches, ImageFiles, decode_all
 from layerscope.errors import UserError, check_int
 from layerscope.registry import DATA
@@ -293,15 +294,24 @@ class ImageDataModule(L.LightningDataModule):
         }
 
     def concept_masks(self, indices: torch.Tensor) -> ConceptMasks | None:
-        """Pixel masks of concepts (edges, parts, objects) for validation images ``indices``.
+        """Pixel masks of concepts for validation images ``indices``: the source's own (``shapes``:
+        edges, parts, objects), then those computed from the pixels (``data.concepts``: edges, colours,
+        silhouettes) of the kinds the source's own lack.
 
-        None where the source cannot render them, or where the images were resized to fit.
+        The source's own are left out where the images were resized to fit; None before ``setup``.
         """
         if self._val_origin is None or self.val is None:
             return None
         split, origin = self._val_origin
-        masks = self.source.concept_masks(split, origin[indices])
-        return masks if masks is not None and masks.masks.shape[-1] == self.val.images.shape[-1] else None
+        images = self.val.images[indices]
+        own = self.source.concept_masks(split, origin[indices])
+        if own is not None and own.masks.shape[-2:] != images.shape[-2:]:
+            own = None
+        lacking = set(COMPUTED_KINDS) - set(own.kinds if own is not None else [])
+        computed = image_concepts(
+            images, self.val.labels[indices], self.classes, self.source.foreground(images), lacking
+        )
+        return computed if own is None else own.joined(computed, source=self.name)
 
     # --- batches -----------------------------------------------------------------------------
     def _loader(self, part: LabelledImages | None, train: bool) -> ResumableLoader:

@@ -58,6 +58,10 @@ class IdxSource(ImageSource):
         self.name = name
         self.download = download
 
+    def foreground(self, images: torch.Tensor) -> torch.Tensor:
+        """MNIST and Fashion-MNIST draw their digits and garments on a background of exactly 0."""
+        return images.amax(dim=1) > 0
+
     @property
     def _spec(self) -> tuple[str, list[str], list[Path]]:
         """(torchvision class name, class names, folders searched before downloading)."""

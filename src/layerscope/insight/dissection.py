@@ -1,4 +1,4 @@
-"""What single units detect: Network Dissection on data with concept masks (``shapes``).
+"""What single units detect: Network Dissection against pixel masks of concepts, on any data.
 
 Bau, Zhou, Khosla, Oliva and Torralba ("Network Dissection: Quantifying Interpretability of Deep
 Visual Representations", CVPR 2017) label a unit (a channel of a convolutional layer) with the
@@ -10,9 +10,13 @@ concept whose pixels it covers. For each unit of each convolutional layer in the
 3. its IoU with each concept: |on & mask| / |on | mask|, each summed over the sample;
 4. its label: the concept of highest IoU if that IoU reaches ``iou_threshold`` (theirs 0.04), else none.
 
-The concepts are the part edges, the seven part kinds and the ten objects, so each labelled unit
-is an edge, part or object detector; the shares of each type per layer are the measured version
-of "edges, then parts, then objects".
+The concepts come from the data module (``concept_masks``): on ``shapes`` its exact part edges,
+seven part kinds and ten objects, so each labelled unit is an edge, part or object detector; on
+any data the concepts computed from the pixels (``layerscope.data.concepts``: image edges, colour
+names on colour images, each class's silhouette where the background is known) of the kinds the
+data's own masks lack. Each source of concepts labels the units on its own (step 4 within the
+source), so the colours joined to ``shapes`` leave its labels as they were. The shares of each kind
+per layer are the measured version of "edges, then parts, then objects".
 
 The quantile used here is 0.02, not the paper's 0.005. The paper's images are 224 pixels wide;
 ours are 32, where the part edges (one pixel wide) cover about 10 % of the pixels, so a unit on at
@@ -50,7 +54,9 @@ from layerscope.models.layers import inspection_mode, layer_hooks, layer_tag, na
 
 log = logging.getLogger(__name__)
 
-DETECTOR_TYPES = ("edge", "part", "object")
+DETECTOR_TYPES = ("edge", "part", "object")  # the layer story's kinds, input side to output side
+KINDS = (*DETECTOR_TYPES, "colour")  # every kind of concept, in the order they are reported
+KIND_COLOURS = {"edge": "C0", "part": "C1", "object": "C2", "colour": "C4"}  # in every chart
 NONE = -1  # the label of a unit that detects no concept
 
 
@@ -164,16 +170,32 @@ class OverlapCounter:
         return intersection / union.clamp_min(1)
 
 
-def label_units(iou: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """(C,) each unit's best concept where its IoU reaches ``iou_threshold``, else ``NONE``."""
-    best, concept = iou.max(dim=1)
-    return torch.where(best >= iou_threshold, concept, NONE)
+def label_units(
+    iou: torch.Tensor, iou_threshold: float, groups: list[list[int]] | None = None
+) -> torch.Tensor:
+    """(C, G) each unit's best concept of each group of concepts (``ConceptMasks.groups``: one per
+    source) where its IoU reaches ``iou_threshold``, else ``NONE``; one group of all without ``groups``."""
+    columns = []
+    for group in groups or [list(range(iou.shape[1]))]:
+        best, at = iou[:, group].max(dim=1)
+        columns.append(torch.where(best >= iou_threshold, torch.tensor(group)[at], NONE))
+    return torch.stack(columns, dim=1)
 
 
 def detector_shares(labels: torch.Tensor, kinds: list[str]) -> dict[str, float]:
-    """The share of a layer's units that detect a concept of each type (edge, part, object)."""
-    kind_of = [kinds[c] if c != NONE else "none" for c in labels.tolist()]
-    return {kind: kind_of.count(kind) / max(1, len(kind_of)) for kind in DETECTOR_TYPES}
+    """The share of a layer's units that detect a concept of each kind there is a concept of.
+
+    ``labels`` (C, G) from :func:`label_units`. The groups hold different kinds (the computed
+    concepts fill the kinds a data set's own lack), so a unit counts at most once per kind.
+    """
+    units = max(1, len(labels))
+    present = [kind for kind in KINDS if kind in kinds]
+    detects = {kind: torch.zeros(len(labels), dtype=torch.bool) for kind in present}
+    for column in labels.T.tolist():
+        for unit, concept in enumerate(column):
+            if concept != NONE:
+                detects[kinds[concept]][unit] = True
+    return {kind: int(detects[kind].sum()) / units for kind in present}
 
 
 @dataclass
@@ -185,7 +207,7 @@ class LayerDissection:
     threshold: torch.Tensor  # (C,)
     floor: torch.Tensor  # (C,)
     iou: torch.Tensor  # (C, K)
-    labels: torch.Tensor  # (C,) concept index, or NONE
+    labels: torch.Tensor  # (C, G) concept index per group of concepts (one per source), or NONE
     peak: torch.Tensor  # (N, C) each unit's largest activation on each sample image
 
 
@@ -204,12 +226,14 @@ def dissect(
     iou_threshold: float,
     batch_size: int = 250,
     keep_maps_bytes: int = KEEP_MAPS_BYTES,
+    groups: list[list[int]] | None = None,
 ) -> list[LayerDissection]:
     """Dissect every layer of ``model``'s layer list whose output is a map (B, C, h, w).
 
     ``forward`` runs the model on a batch of ``images``; ``concepts`` bool (N, K, H, W) are the
-    images' concept masks. Thresholds first, then overlaps: from the maps kept in memory where they
-    fit in ``keep_maps_bytes``, else from a second inspection pass.
+    images' concept masks, labelled group by group (``groups``: all in one by default). Thresholds
+    first, then overlaps: from the maps kept in memory where they fit in ``keep_maps_bytes``, else
+    from a second inspection pass.
     """
     layers = named_layers(model)
     first = _Thresholds(quantile, len(images), keep_maps_bytes)
@@ -227,7 +251,7 @@ def dissect(
         iou = counter.iou(concept_area).cpu()
         threshold, floor = (t.cpu() for t in first.quantiles[index].thresholds())
         results.append(LayerDissection(
-            index, layers[index][0], threshold, floor, iou, label_units(iou, iou_threshold),
+            index, layers[index][0], threshold, floor, iou, label_units(iou, iou_threshold, groups),
             torch.cat(first.peaks[index]),
         ))
     return results
@@ -331,7 +355,7 @@ class DissectionResult:
         lines = []
         for label, result in (("at the end", self), ("before training", first)):
             peaks = []
-            for kind in DETECTOR_TYPES:
+            for kind in result.shares[0]:
                 layer, value = peak([s[kind] for s in result.shares], result.tags)
                 peaks.append(f"{kind} detectors {value:.0%} of the units of `{layer}`" if value > 0
                              else f"no {kind} detectors")
@@ -342,13 +366,19 @@ class DissectionResult:
 def detector_chart(
     axes: Axes, result: DissectionResult, fontsize: float = 7, title: str | None = None
 ) -> None:
-    """The share of each detector type per layer, stacked, input side on the left."""
+    """The share of each detector kind per layer, input side on the left: the kinds of the first
+    group of concepts stacked (a unit has one label there), those of other groups as lines (their
+    units are labelled on their own, and may also be counted in the stack)."""
     depth = range(len(result.layers))
     bottom = [0.0] * len(result.layers)
-    for kind, colour in zip(DETECTOR_TYPES, ("C0", "C1", "C2"), strict=True):
+    first = {result.concepts.kinds[k] for k in result.concepts.groups()[0]}
+    for kind in result.shares[0] if result.shares else []:
         values = [share[kind] for share in result.shares]
-        axes.bar(depth, values, bottom=bottom, color=colour, label=f"{kind} detectors")
-        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        if kind in first:
+            axes.bar(depth, values, bottom=bottom, color=KIND_COLOURS[kind], label=f"{kind} detectors")
+            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        else:
+            axes.plot(depth, values, "o-", color=KIND_COLOURS[kind], label=f"{kind} detectors (own labels)")
     axes.set_xticks(list(depth), result.tags, rotation=70, fontsize=fontsize)
     axes.set_xlabel("convolutional layer (input side -> output side)", fontsize=fontsize + 1)
     axes.set_ylabel("share of the layer's units", fontsize=fontsize + 1)
@@ -371,10 +401,11 @@ def best_detectors(layers: list[LayerDissection], concept_count: int) -> list[De
     """For each concept that some unit detects, the unit (of any layer) that detects it best."""
     best: dict[int, Detector] = {}
     for layer in layers:
-        for unit, concept in enumerate(layer.labels.tolist()):
-            iou = float(layer.iou[unit, concept]) if concept != NONE else 0.0
-            if concept != NONE and (concept not in best or iou > best[concept].iou):
-                best[concept] = Detector(concept, layer, unit, iou)
+        for unit, labels in enumerate(layer.labels.tolist()):
+            for concept in labels:
+                iou = float(layer.iou[unit, concept]) if concept != NONE else 0.0
+                if concept != NONE and (concept not in best or iou > best[concept].iou):
+                    best[concept] = Detector(concept, layer, unit, iou)
     return [best[c] for c in range(concept_count) if c in best]
 
 
@@ -445,7 +476,7 @@ class Dissection(EpochView):
             count = min(self.concept_images, len(data.val))
             masks = data.concept_masks(torch.arange(count))
             if masks is None:
-                self._say_once("dissection: this data has no concept masks (shapes has), so it logs nothing")
+                self._say_once("dissection: no concept masks for these images, so it logs nothing")
             self._concepts = None if masks is None else (data.val.images[:count], masks)
             self._looked = True
         return self._concepts
@@ -458,7 +489,7 @@ class Dissection(EpochView):
         writer, step = context.writer, context.step
         layers = dissect(
             context.model, context.forward(), images, concepts.masks, self.quantile, self.iou_threshold,
-            self.batch_size,
+            self.batch_size, groups=concepts.groups(),
         )
         if not layers:
             self._say_once("dissection: the model has no convolutional layers, so it logs nothing")
@@ -467,8 +498,8 @@ class Dissection(EpochView):
         result = DissectionResult(step, layers, shares, concepts, images, self.quantile, self.iou_threshold)
         context.results.add(result)
         for tag, share in zip(result.tags, shares, strict=True):
-            for kind in DETECTOR_TYPES:
-                writer.add_scalar(f"dissection/{kind}/{tag}", share[kind], step)
+            for kind, value in share.items():
+                writer.add_scalar(f"dissection/{kind}/{tag}", value, step)
         figure, axes = render.new_figure(max(6.0, 0.4 * len(layers)), 4.2)
         detector_chart(axes, result)
         context.log_figure("dissection/detectors_by_depth", figure)
@@ -506,7 +537,7 @@ class Dissection(EpochView):
             "|---|---|---|---|---|",
         ]
         for layer in layers:
-            for unit, concept in enumerate(layer.labels.tolist()):
+            for unit, concept in ((u, c) for u, labels in enumerate(layer.labels.tolist()) for c in labels):
                 if concept != NONE:
                     lines.append(f"| {layer_tag(layer.index, layer.name)} | {unit} | {names[concept]} | "
                                  f"{kinds[concept]} | {float(layer.iou[unit, concept]):.3f} |")

@@ -86,11 +86,14 @@ as well as middle ones. `receptive_field/` is how many pixels across one neuron 
 """,
     "07_dissection": """
 **SCALARS > dissection and IMAGES > dissection/detectors_by_depth: what single units detect.**
-Network Dissection (Bau et al., CVPR 2017), on data with concept masks (shapes): each unit of
-each convolutional layer is switched on where its activation is in its top few per cent (the
-quantile is in the config), its map is upsampled to the image and compared with the pixel masks
-of the part edges, the seven parts and the ten objects by IoU (intersection over union). A unit
-whose best IoU clears the threshold is labelled an edge, part or object detector;
+Network Dissection (Bau et al., CVPR 2017): each unit of each convolutional layer is switched on
+where its activation is in its top few per cent (the quantile is in the config), its map is
+upsampled to the image and compared by IoU (intersection over union) with pixel masks of concepts:
+on shapes its exact part edges, seven parts and ten objects; on any data the edges of the image
+itself (Canny), on colour images eleven colour names, and on MNIST and Fashion-MNIST each class's
+silhouette (the pixels that are not background). A unit whose best IoU clears the threshold is
+labelled an edge, part, object or colour detector (colours labelled on their own, beside shapes' own
+concepts);
 `dissection/<type>/NN_layer` is the share of a layer's units of each type, the chart shows all
 layers side by side, `dissection/best_detectors` the best unit for each concept on a few images,
 and TEXT `dissection/detectors` every labelled unit. Step 0 is the untrained network: compare.

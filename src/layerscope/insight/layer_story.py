@@ -228,7 +228,6 @@ class LayerStory(EpochView):
                 f"IoU >= {dissected.iou_threshold:g} makes it a detector (Bau et al. 2017)."
             )
         else:
-            lines.append("No dissection in this run: it needs convolutional layers, data with concept masks "
-                         "(shapes) and insight.dissection.")
+            lines.append("No dissection in this run: it needs convolutional layers and insight.dissection.")
         return "\n".join(lines)
 
