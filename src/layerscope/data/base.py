@@ -86,8 +86,12 @@ class ImageSource(Protocol):
         ``in_memory``. Sources that hand over tensors keep this default."""
         return split
 
-    def concept_masks(self, split: str, indices: torch.Tensor) -> ConceptMasks | None:
-        """Concept masks of images ``indices`` of the source's ``split``; None where it has none."""
+    def concept_masks(
+        self, split: str, indices: torch.Tensor, resize_size: int | None = None
+    ) -> ConceptMasks | None:
+        """Concept masks of images ``indices`` of the source's ``split`` (as ``load`` listed it), fitted
+        as evaluation fits image files (shorter side to ``resize_size``, centre crop); None where it
+        has none."""
         return None
 
     def foreground(self, images: torch.Tensor) -> torch.Tensor | None:

@@ -304,7 +304,9 @@ class ImageDataModule(L.LightningDataModule):
             return None
         split, origin = self._val_origin
         images = self.val.images[indices]
-        own = self.source.concept_masks(split, origin[indices])
+        # Rows of the split as the source listed it: only while none was dropped as unreadable.
+        own = (self.source.concept_masks(split, origin[indices], self.resize_size)
+               if len(origin) == len(self.val) else None)
         if own is not None and own.masks.shape[-2:] != images.shape[-2:]:
             own = None
         lacking = set(COMPUTED_KINDS) - set(own.kinds if own is not None else [])

@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from layerscope.data.base import ImageSource, ImageSplits, LabelledImages
+from layerscope.data.base import ConceptMasks, ImageSource, ImageSplits, LabelledImages
+from layerscope.data.folder_masks import folder_masks, masks_folder
 from layerscope.data.image_files import ImageFiles, decode_all
 from layerscope.errors import UserError
 from layerscope.registry import DATA
@@ -36,7 +37,8 @@ def class_names(root: str | Path) -> list[str]:
     path = Path(root).expanduser()
     if not path.is_dir():
         raise UserError(f"data.root={root} is not a folder: pass data.root=/path/to/images")
-    names = sorted(p.name for p in _class_root(path).iterdir() if p.is_dir())
+    masks = masks_folder(path)  # the user's concept masks (folder_masks.py), not a class
+    names = sorted(p.name for p in _class_root(path).iterdir() if p.is_dir() and p != masks)
     if len(names) < 2:
         raise UserError(
             f"data.root={root} needs one sub-folder per class (at least two), e.g. cats/ and dogs/"
@@ -79,6 +81,7 @@ class ImageFolderSource(ImageSource):
         self.root = Path(root).expanduser()
         self.image_size, self.in_channels = image_size, in_channels
         self.on_bad_file, self.cache, self.memory_budget_gb = on_bad_file, cache, memory_budget_gb
+        self._listed: dict[str, list[str]] = {}  # each split's image files, as load() listed them
 
     # --- listing -------------------------------------------------------------------------------
     def _list_split(self, folder: Path, classes: list[str]) -> LabelledImages:
@@ -128,8 +131,20 @@ class ImageFolderSource(ImageSource):
             found = {s: self._list_split(self.root / s, classes)
                      for s in SPLIT_FOLDERS if (self.root / s).is_dir()}
             splits = ImageSplits(classes, found["train"], found.get("test"), found.get("val"))
+        for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
+            if part is not None and isinstance(part.images, ImageFiles):
+                self._listed[name] = part.images.paths
         splits.in_memory = self._fits_in_memory(splits)
         return splits
+
+    def concept_masks(
+        self, split: str, indices: torch.Tensor, resize_size: int | None = None
+    ) -> ConceptMasks | None:
+        """The user's masks (``<root>/masks/``, see ``folder_masks``) of images ``indices`` of ``split``."""
+        if split not in self._listed:
+            return None
+        paths = [self._listed[split][i] for i in indices.tolist()]
+        return folder_masks(self.root, paths, self.image_size, resize_size)
 
     # --- memory or disk ------------------------------------------------------------------------
     def _fits_in_memory(self, splits: ImageSplits) -> bool:

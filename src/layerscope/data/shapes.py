@@ -429,7 +429,7 @@ class ShapesSource(ImageSource):
             part_names=PART_NAMES,
         )
 
-    def concept_masks(self, split: str, indices: torch.Tensor) -> ConceptMasks:
+    def concept_masks(self, split: str, indices: torch.Tensor, resize_size: int | None = None) -> ConceptMasks:
         """Concept masks of images ``indices`` of ``split``, rendered again by the code that drew them."""
         _, labels, maps = render_images_with_maps(indices, self.image_size, self.seed, split)
         return concepts(maps, labels)

@@ -55,7 +55,7 @@ from layerscope.models.layers import inspection_mode, layer_hooks, layer_tag, na
 log = logging.getLogger(__name__)
 
 DETECTOR_TYPES = ("edge", "part", "object")  # the layer story's kinds, input side to output side
-KINDS = (*DETECTOR_TYPES, "colour")  # every kind of concept, in the order they are reported
+KINDS = (*DETECTOR_TYPES, "colour")  # the built-in kinds, in report order (a user's own come after)
 KIND_COLOURS = {"edge": "C0", "part": "C1", "object": "C2", "colour": "C4"}  # in every chart
 NONE = -1  # the label of a unit that detects no concept
 
@@ -189,7 +189,7 @@ def detector_shares(labels: torch.Tensor, kinds: list[str]) -> dict[str, float]:
     concepts fill the kinds a data set's own lack), so a unit counts at most once per kind.
     """
     units = max(1, len(labels))
-    present = [kind for kind in KINDS if kind in kinds]
+    present = [kind for kind in KINDS if kind in kinds] + [k for k in dict.fromkeys(kinds) if k not in KINDS]
     detects = {kind: torch.zeros(len(labels), dtype=torch.bool) for kind in present}
     for column in labels.T.tolist():
         for unit, concept in enumerate(column):
@@ -375,10 +375,11 @@ def detector_chart(
     for kind in result.shares[0] if result.shares else []:
         values = [share[kind] for share in result.shares]
         if kind in first:
-            axes.bar(depth, values, bottom=bottom, color=KIND_COLOURS[kind], label=f"{kind} detectors")
+            axes.bar(depth, values, bottom=bottom, color=KIND_COLOURS.get(kind), label=f"{kind} detectors")
             bottom = [b + v for b, v in zip(bottom, values, strict=True)]
         else:
-            axes.plot(depth, values, "o-", color=KIND_COLOURS[kind], label=f"{kind} detectors (own labels)")
+            label = f"{kind} detectors (own labels)"
+            axes.plot(depth, values, "o-", color=KIND_COLOURS.get(kind), label=label)
     axes.set_xticks(list(depth), result.tags, rotation=70, fontsize=fontsize)
     axes.set_xlabel("convolutional layer (input side -> output side)", fontsize=fontsize + 1)
     axes.set_ylabel("share of the layer's units", fontsize=fontsize + 1)
