@@ -160,7 +160,9 @@ def build_insight(config: DictConfig | None) -> Insight | None:
     return insight if insight.views else None
 
 
-def _build_trainer(cfg: DictConfig, timer: PhaseTimer, precision: str, insight: Insight | None) -> L.Trainer:
+def _build_trainer(
+    cfg: DictConfig, timer: PhaseTimer, precision: str, insight: Insight | None = None
+) -> L.Trainer:
     callbacks = _instantiate_all(cfg.get("callbacks")) + ([insight] if insight is not None else [])
     loggers = _instantiate_all(cfg.get("logger"))
     # The timer is Lightning's profiler unless the config asks for one of Lightning's own.
