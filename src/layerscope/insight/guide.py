@@ -90,8 +90,8 @@ Network Dissection (Bau et al., CVPR 2017): each unit of each convolutional laye
 where its activation is in its top few per cent (the quantile is in the config), its map is
 upsampled to the image and compared by IoU (intersection over union) with pixel masks of concepts:
 on shapes its exact part edges, seven parts and ten objects; on any data the edges of the image
-itself (Canny), on colour images eleven colour names, and on MNIST and Fashion-MNIST each class's
-silhouette (the pixels that are not background). A unit whose best IoU clears the threshold is
+itself (Canny), on colour images eleven colour names, on MNIST and Fashion-MNIST each class's
+silhouette (the pixels that are not background), and on an image folder the masks brought with it. A unit whose best IoU clears the threshold is
 labelled an edge, part, object or colour detector (colours labelled on their own, beside shapes' own
 concepts);
 `dissection/<type>/NN_layer` is the share of a layer's units of each type, the chart shows all
