@@ -91,9 +91,9 @@ where its activation is in its top few per cent (the quantile is in the config),
 upsampled to the image and compared by IoU (intersection over union) with pixel masks of concepts:
 on shapes its exact part edges, seven parts and ten objects; on any data the edges of the image
 itself (Canny), on colour images eleven colour names, on MNIST and Fashion-MNIST each class's
-silhouette (the pixels that are not background), and on an image folder the masks brought with it. A unit whose best IoU clears the threshold is
-labelled an edge, part, object or colour detector (colours labelled on their own, beside shapes' own
-concepts);
+silhouette (the pixels that are not background), and on an image folder the masks brought with
+it. A unit whose best IoU clears the threshold is labelled an edge, part, object or colour detector
+(each source of concepts labels the units on its own: colours beside shapes' own concepts);
 `dissection/<type>/NN_layer` is the share of a layer's units of each type, the chart shows all
 layers side by side, `dissection/best_detectors` the best unit for each concept on a few images,
 and TEXT `dissection/detectors` every labelled unit. Step 0 is the untrained network: compare.
