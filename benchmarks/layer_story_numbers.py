@@ -59,13 +59,14 @@ def print_probes(run_dir: Path) -> None:
         return
     first, last = min(probes), max(probes)
     field = next(iter(fields.values()), {})
+    kinds = [kind for kind in ("class", "parts") if any(kind in p for p in probes[last].values())]
     print(f"\nprobe accuracy (held out) at step {first} and step {last}")
-    print(f"| layer | receptive field (px) | class, step {first} | class, step {last} "
-          f"| parts, step {first} | parts, step {last} |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| layer | receptive field (px) | " + " | ".join(
+        f"{kind}, step {step}" for kind in kinds for step in (first, last)) + " |")
+    print("| --- | ---: |" + " ---: |" * (2 * len(kinds)))
     for layer in sorted(probes[last]):
         cells = [f"{probes[step][layer].get(kind, float('nan')):.1%}"
-                 for kind in ("class", "parts") for step in (first, last)]
+                 for kind in kinds for step in (first, last)]
         print(f"| `{layer}` | {field.get(layer, {}).get('receptive_field', float('nan')):.0f} | "
               + " | ".join(cells) + " |")
 
