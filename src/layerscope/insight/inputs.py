@@ -3,8 +3,8 @@
 Views never reach into ``trainer.datamodule`` or ``pl_module`` by attribute name: they call
 :func:`insight_data` and :func:`inspected_model`, which check that what they hand out is
 there, and fail in one line naming what is missing. A view that needs more from the data
-adds a member to :class:`InsightData`, typed ``... | None`` where only some data sets have it (as
-the concept masks, which only ``shapes`` renders), so that every data module can still answer.
+adds a member to :class:`InsightData`, typed ``... | None`` where only some data modules can give
+it (as the concept masks), so that every data module can still answer.
 """
 
 from __future__ import annotations
