@@ -165,3 +165,11 @@ def test_a_new_entry_without_a_view_stops_the_run_in_one_line(tmp_path: Path, da
     assert message.startswith("insight.feture_maps is settings without a _target_, not a view")
     assert "feature_maps" in message and "\n" not in message
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_view_setting_out_of_range_is_one_clear_line() -> None:
+    conf = OmegaConf.load(Path(__file__).parents[2] / "conf" / "insight" / "default.yaml")
+    conf.probes.every_n_epochs = 0
+    with pytest.raises(Exception) as caught:
+        build_insight(conf)
+    assert user_error_message(caught.value) == "insight: LayerProbes's every_n_epochs=0 must be 1 or more"

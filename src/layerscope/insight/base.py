@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
+from layerscope.errors import UserError
 from layerscope.insight import render
 from layerscope.insight.capture import LayerAnatomy
 from layerscope.insight.inputs import InsightData, insight_data, inspected_model, model_anatomy, model_input
@@ -182,7 +183,8 @@ class EpochView(View):
 
     def __init__(self, every_n_epochs: int = 1) -> None:
         if every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs={every_n_epochs} must be >= 1")
+            raise UserError(f"insight: {type(self).__name__}'s every_n_epochs={every_n_epochs} "
+                            "must be 1 or more")
         self.every_n_epochs = every_n_epochs
 
     def due(self, epochs_done: int, last: bool) -> bool:

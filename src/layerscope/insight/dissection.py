@@ -46,6 +46,7 @@ from matplotlib.axes import Axes
 from torch import nn
 
 from layerscope.data.base import ConceptMasks
+from layerscope.errors import UserError
 from layerscope.insight import render
 from layerscope.insight.base import Context, EpochView
 from layerscope.insight.findings import peak
@@ -457,7 +458,8 @@ class Dissection(EpochView):
     ) -> None:
         super().__init__(every_n_epochs)
         if not 0 < quantile < 1:
-            raise ValueError(f"quantile={quantile} must be between 0 and 1")
+            raise UserError(f"insight.dissection.quantile={quantile} must be between 0 and 1 "
+                            "(0.02 by default)")
         self.concept_images, self.quantile, self.iou_threshold = sample_size, quantile, iou_threshold
         self.images_per_detector, self.batch_size = images_per_detector, batch_size
         # The sample images and their masks (rendered at the first drawing), or None without masks.

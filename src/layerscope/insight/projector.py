@@ -22,6 +22,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from layerscope.errors import UserError
 from layerscope.insight import render
 from layerscope.insight.base import Context, View
 from layerscope.insight.capture import forward_batches
@@ -68,7 +69,8 @@ class Projector(View):
 
     def __init__(self, sample_size: int = 1000, batch_size: int = 250) -> None:
         if sample_size < 1 or batch_size < 1:
-            raise ValueError(f"sample_size={sample_size} and batch_size={batch_size} must be >= 1")
+            raise UserError(f"insight.projector: sample_size={sample_size} and batch_size={batch_size} "
+                            "must be 1 or more")
         self.embedded, self.batch_size = sample_size, batch_size
 
     def end(self, context: Context) -> None:

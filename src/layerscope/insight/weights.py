@@ -21,6 +21,7 @@ import logging
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
+from layerscope.errors import UserError
 from layerscope.insight import render
 from layerscope.insight.base import Context, View
 from layerscope.insight.capture import LayerAnatomy
@@ -71,7 +72,7 @@ class WeightsAndGradients(View):
 
     def __init__(self, every_n_steps: int = 100, histograms: bool = True, bins: int = 64) -> None:
         if every_n_steps < 1:
-            raise ValueError(f"every_n_steps={every_n_steps} must be >= 1")
+            raise UserError(f"insight.weights.every_n_steps={every_n_steps} must be 1 or more")
         self.every_n_steps, self.histograms, self.bins = every_n_steps, histograms, bins
         self._anatomy: list[LayerAnatomy] = []
         self._before: dict[int, tuple[str, torch.Tensor]] = {}  # layer -> its weight's name, value
