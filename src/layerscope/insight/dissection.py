@@ -392,10 +392,13 @@ def detector_chart(
     axes.legend(loc="upper left", fontsize=fontsize)
 
 
-def best_unit(layer: LayerDissection) -> Detector:
-    """The unit of ``layer`` whose IoU with some concept is the highest, labelled or not."""
-    flat = int(layer.iou.argmax())
-    unit, concept = divmod(flat, layer.iou.shape[1])
+def best_unit(layer: LayerDissection, concepts: list[int] | None = None) -> Detector:
+    """The unit of ``layer`` whose IoU with some concept (of ``concepts``, default all) is the
+    highest, labelled or not."""
+    columns = torch.tensor(concepts) if concepts is not None else torch.arange(layer.iou.shape[1])
+    flat = int(layer.iou[:, columns].argmax())
+    unit, at = divmod(flat, len(columns))
+    concept = int(columns[at])
     return Detector(concept, layer, unit, float(layer.iou[unit, concept]))
 
 

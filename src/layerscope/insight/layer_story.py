@@ -8,8 +8,9 @@ the end of training. For each layer and moment:
   optimised to excite each (feature visualisation, as ``feature_vis``), then the validation
   patches that excite it most (as ``top_patches``);
 - its best unit by Network Dissection (as ``dissection``): the unit with the highest IoU with any
-  concept, bright where it is on over the images that excite it most, with that IoU and the
-  layer's shares of edge, part and object detectors;
+  concept of the data's own (on shapes, not the colours joined to them), bright where it is on
+  over the images that excite it most, with that IoU and the layer's shares of each kind of
+  detector;
 
 and under them the dissection and probe charts of both moments. Every panel is a measurement made
 as in the view it comes from, and the captions say which; the page adds none of its own.
@@ -120,7 +121,10 @@ class LayerStory(EpochView):
         layers = [layer for index in shown if (layer := result.layer(index)) is not None]
         if not layers:
             return
-        best = [best_unit(layer) for layer in layers]
+        # The story's concepts: the data's own where it has them (shapes' edges, parts and objects),
+        # not the colours joined to them; the computed ones on data without masks of its own.
+        story = result.concepts.groups()[0]
+        best = [best_unit(layer, story) for layer in layers]
         pictures = detector_pictures(
             context.trainer, context.pl_module, result.images, best, self.detector_images
         )
@@ -129,7 +133,7 @@ class LayerStory(EpochView):
             shares = result.shares[result.layers.index(detector.layer)]
             name, kind = result.concepts.names[detector.concept], result.concepts.kinds[detector.concept]
             verdict = "a detector" if detector.iou >= threshold else f"below {threshold:g}: no detector"
-            caption = (f"best unit {detector.unit}: {name} ({kind}), IoU {detector.iou:.3f} ({verdict})\n"
+            caption = (f"best unit {detector.unit}: {name} ({kind})\nIoU {detector.iou:.3f} ({verdict})\n"
                        + " / ".join(f"{k} {v:.0%}" for k, v in shares.items()) + " of its units")
             moment.detectors[detector.layer.index] = (render.tile_grid(picture, len(picture)), caption)
 
@@ -173,7 +177,7 @@ class LayerStory(EpochView):
             pictures = list(moment.channels.values())
         else:
             pictures = [picture for picture, _ in moment.detectors.values()]
-        return max((p.shape[-2] for p in pictures), default=40) / DPI + (0.35 if kind == "channels" else 0.5)
+        return max((p.shape[-2] for p in pictures), default=40) / DPI + (0.35 if kind == "channels" else 0.65)
 
     @staticmethod
     def _cell(axes: Axes, kind: str, moment: Moment, index: int) -> None:
