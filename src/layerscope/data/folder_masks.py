@@ -29,6 +29,7 @@ import yaml
 from PIL import Image
 
 from layerscope.data.base import ConceptMasks
+from layerscope.data.image_files import resize_and_crop
 from layerscope.errors import UserError
 
 MASKS = "masks"  # the folder under data.root
@@ -65,16 +66,24 @@ def concept_kinds(folder: Path) -> dict[str, str]:
     return dict(kinds)
 
 
-def _mask(path: Path, image: Path, size: int, resize_size: int | None) -> torch.Tensor:
-    """bool (size, size): the mask of ``image`` at ``path``, checked and fitted as the image is."""
+def _image_size(image: Path) -> tuple[int, int]:
+    """(width, height) of an image file, from its header."""
+    try:
+        with Image.open(image) as opened:
+            return opened.size
+    except OSError as err:
+        raise UserError(f"{image}: not readable as an image ({err})") from None
+
+
+def _mask(path: Path, expected: tuple[int, int], image: Path, size: int, resize_size: int | None) -> torch.Tensor:
+    """bool (size, size): the mask of ``image`` (``expected`` pixels) at ``path``, checked and fitted as
+    the image is."""
     if not path.is_file():
         raise UserError(f"{path}: missing; every image the dissection reads needs a mask of every concept "
                         "(an all-black PNG where the concept is absent)")
     try:
         with Image.open(path) as opened:
             mask = opened.convert("L")
-        with Image.open(image) as opened:
-            expected = opened.size
     except OSError as err:
         raise UserError(f"{path}: not readable as an image ({err})") from None
     if mask.size != expected:
@@ -84,13 +93,8 @@ def _mask(path: Path, image: Path, size: int, resize_size: int | None) -> torch.
     top = values.max(initial=0)
     if not np.isin(values, (0, top)).all() or top not in (0, 1, 255):
         raise UserError(f"{path}: not binary (values other than black and white); save it with 0 and 255 only")
-    short = resize_size or size
-    scale = short / min(mask.size)
-    mask = mask.resize((max(short, round(mask.width * scale)), max(short, round(mask.height * scale))),
-                       Image.Resampling.NEAREST)
-    left, top_edge = (mask.width - size) // 2, (mask.height - size) // 2
-    fitted = np.asarray(mask.crop((left, top_edge, left + size, top_edge + size)))
-    return torch.from_numpy(fitted > 0)
+    fitted = resize_and_crop(mask, size, resize_size, Image.Resampling.NEAREST)  # as the image, kept binary
+    return torch.from_numpy(np.asarray(fitted) > 0)
 
 
 def folder_masks(
@@ -104,7 +108,10 @@ def folder_masks(
     stacked = []
     for image in images:
         relative = Path(image).resolve().relative_to(root.resolve())
-        stacked.append(torch.stack([_mask(folder / concept / f"{relative}.png", Path(image), size, resize_size)
-                                    for concept in kinds]))
+        expected = _image_size(Path(image))  # once per image, for all its masks
+        stacked.append(torch.stack([
+            _mask(folder / concept / f"{relative}.png", expected, Path(image), size, resize_size)
+            for concept in kinds
+        ]))
     masks = torch.stack(stacked) if stacked else torch.zeros(0, len(kinds), size, size, dtype=torch.bool)
     return ConceptMasks(list(kinds), list(kinds.values()), masks, sources=[SOURCE] * len(kinds))

@@ -59,11 +59,14 @@ def _decode(
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
-def resize_and_crop(img: Image.Image, size: int, resize_size: int | None = None) -> Image.Image:
-    """Shorter side to ``resize_size`` (default ``size``), then the centre ``size`` x ``size`` square."""
+def resize_and_crop(
+    img: Image.Image, size: int, resize_size: int | None = None, resample: int | None = None
+) -> Image.Image:
+    """Shorter side to ``resize_size`` (default ``size``), then the centre ``size`` x ``size`` square;
+    ``resample`` is PIL's filter (its default for the image's mode unless given: masks take nearest)."""
     short = resize_size or size
     scale = short / min(img.size)
-    img = img.resize((max(short, round(img.width * scale)), max(short, round(img.height * scale))))
+    img = img.resize((max(short, round(img.width * scale)), max(short, round(img.height * scale))), resample)
     left, top = (img.width - size) // 2, (img.height - size) // 2
     return img.crop((left, top, left + size, top + size))
 

@@ -98,17 +98,21 @@ class Insight(L.Callback):
                         for hook in _HOOKS}
         self.timer = ViewTimer()
         self._writer: SummaryWriter | None = None
-        self._results, self._samples, self._layers, self._margins = Results(), Samples(), Anatomy(), Margins()
+        self._new_run()
         self._validation: tuple[Context, list[tuple[str, View]]] | None = None  # the pass under way
 
     # --- the run ---------------------------------------------------------------------------------
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        self._results, self._samples, self._layers, self._margins = Results(), Samples(), Anatomy(), Margins()
+        self._new_run()
         self._writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
         if self._writer is None and trainer.is_global_zero:
             log.warning("insight needs a TensorBoard logger (logger=tensorboard); its views log nothing")
+
+    def _new_run(self) -> None:
+        """What one fit shares, none of it carried over from an earlier fit with this callback."""
+        self._results, self._samples, self._layers, self._margins = Results(), Samples(), Anatomy(), Margins()
 
     def _context(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> Context | None:
         if self._writer is None:  # another rank, or no TensorBoard: no insight work at all
@@ -122,10 +126,14 @@ class Insight(L.Callback):
             return "before training"
         return "after training" if hook == "end" or view.once_per_run else "while training"
 
-    def _call(self, hook: str, context: Context, *args: Any) -> None:
+    def _call(
+        self, hook: str, context: Context, *args: Any, among: list[tuple[str, View]] | None = None
+    ) -> None:
+        """``hook`` of every view that implements it (of those ``among``, where given), timed."""
         for name, view in self._hooked[hook]:
-            with self.timer.timed(name, self._moment(view, hook)):
-                getattr(view, hook)(context, *args)
+            if among is None or (name, view) in among:
+                with self.timer.timed(name, self._moment(view, hook)):
+                    getattr(view, hook)(context, *args)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         context = self._context(trainer, pl_module, step=0)
@@ -180,10 +188,7 @@ class Insight(L.Callback):
             with self.timer.timed(SAMPLE, "while training"):
                 self._samples.record(trainer, pl_module, context.sample_size)
         self._validation = (context, due)
-        for name, view in due:
-            if (name, view) in self._hooked["validation_start"]:
-                with self.timer.timed(name, self._moment(view, "validation_start")):
-                    view.validation_start(context)
+        self._call("validation_start", context, among=due)
 
     def on_validation_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int,
@@ -201,10 +206,7 @@ class Insight(L.Callback):
             return
         self._samples.after_batch()
         context, due = self._validation
-        for name, view in due:
-            if (name, view) in self._hooked["validation_batch"]:
-                with self.timer.timed(name, self._moment(view, "validation_batch")):
-                    view.validation_batch(context, outputs, batch)
+        self._call("validation_batch", context, outputs, batch, among=due)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._validation is None:
