@@ -85,5 +85,9 @@ def test_the_page_holds_step_zero_and_the_network_where_training_stopped(moments
     assert start.dissection.step == 0 and start.probes.step == 0
     assert sorted(start.detectors) == shown
     assert all("IoU" in caption and "of its units" in caption for _, caption in start.detectors.values())
+    # The best unit is one of shapes' own concepts (edge, part, object), never a joined colour,
+    # though colour units overlap their masks best at step 0 (the chart's colour line).
+    assert not any("(colour)" in caption for _, caption in start.detectors.values())
+    assert any(kind in caption for _, caption in start.detectors.values() for kind in ("(edge)", "(object)"))
     assert end.dissection is None and end.detectors == {}
     assert (moments["run_dir"] / "layer_story.png").exists()
