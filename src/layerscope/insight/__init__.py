@@ -9,6 +9,7 @@ and what each layer made of it), ``capture`` (hooks and inspection passes) and `
 
 from layerscope.insight.base import Context, EpochView, View
 from layerscope.insight.callback import Insight
+from layerscope.insight.discovery import ConceptDiscovery
 from layerscope.insight.dissection import Dissection
 from layerscope.insight.feature_maps import FeatureMaps
 from layerscope.insight.feature_vis import FeatureVisualisation
@@ -22,7 +23,7 @@ from layerscope.insight.top_patches import TopPatches
 from layerscope.insight.weights import WeightsAndGradients
 
 __all__ = [
-    "Context", "Dissection", "EpochView", "FeatureMaps", "FeatureVisualisation", "Guide", "Insight",
-    "LayerFilters", "LayerProbes", "LayerStory", "Mistakes", "Projector", "TopPatches", "View",
+    "ConceptDiscovery", "Context", "Dissection", "EpochView", "FeatureMaps", "FeatureVisualisation", "Guide",
+    "Insight", "LayerFilters", "LayerProbes", "LayerStory", "Mistakes", "Projector", "TopPatches", "View",
     "WeightsAndGradients",
 ]

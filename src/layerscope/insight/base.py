@@ -117,9 +117,13 @@ class Context:
         """The network under inspection."""
         return inspected_model(self.pl_module)
 
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """Stored uint8 images as the model sees them: on its device, normalised."""
+        return model_input(self.trainer, self.pl_module, images)
+
     def forward(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """The module's forward on stored uint8 images: moved to its device, normalised."""
-        return lambda images: self.pl_module(model_input(self.trainer, self.pl_module, images))
+        return lambda images: self.pl_module(self.prepare(images))
 
     def sample(self, size: int) -> Sample:
         """The validation sample of this moment: at least ``size`` images, shared by the views."""
