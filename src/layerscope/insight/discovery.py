@@ -122,7 +122,14 @@ def discover_concepts(
 
 
 def mean_purity(purities: list[tuple[int, float]] | None) -> float | None:
+    """The mean share of the concepts' most common label, None without concepts."""
     return None if not purities else float(np.mean([share for _, share in purities]))
+
+
+def part_concepts(parts: list[tuple[int, float]] | None) -> tuple[int, float | None]:
+    """How many concepts lie mostly on parts (label 0 is the background), and their mean part purity."""
+    on_parts = [(label, share) for label, share in parts or [] if label != 0]
+    return len(on_parts), mean_purity(on_parts)
 
 
 class ConceptDiscovery(View):
@@ -196,7 +203,7 @@ class ConceptDiscovery(View):
             purity = mean_purity(layer.classes)
             if purity is not None:
                 writer.add_scalar(f"concepts/class_purity/{layer.tag}", purity, step)
-            part = mean_purity(layer.parts)
+            _, part = part_concepts(layer.parts)
             if part is not None:
                 writer.add_scalar(f"concepts/part_purity/{layer.tag}", part, step)
             if layer.concepts:
