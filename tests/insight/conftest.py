@@ -27,7 +27,10 @@ SMALL_INSIGHT = ["insight.weights.every_n_steps=4", "insight.top_patches.sample_
                  "insight.probes.sample_size=150", "insight.layer_story.sample_size=150",
                  "insight.layer_story.feature_vis_steps=4",
                  # insight=full's feature visualisation too, so that the comparison with insight=off covers it
-                 "+insight.feature_vis={_target_:layerscope.insight.FeatureVisualisation,steps:4,sample_size:150}"]
+                 "+insight.feature_vis={_target_:layerscope.insight.FeatureVisualisation,steps:4,sample_size:150}",
+                 # and its concept discovery, small
+                 "+insight.concept_discovery={_target_:layerscope.insight.ConceptDiscovery,images:60,"
+                 "clusters:5,examples:10,min_images:3,random_sets:3}"]
 
 
 def _train(run_dir: Path, data_dir: Path, *overrides: str) -> dict:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -124,7 +125,10 @@ def tcav_scores(
     p_values = np.ones((len(made), classes))
     random_scores = np.zeros(classes)
     tests = max(1, len(made) * len(class_inputs))
-    with tempfile.TemporaryDirectory(dir=workdir) as folder:
+    with tempfile.TemporaryDirectory(dir=workdir) as folder, warnings.catch_warnings():
+        # Captum's notes to its developers (its default classifier's memory, NumPy's renamed core):
+        # nothing a user of this view can act on.
+        warnings.filterwarnings("ignore", module=r"captum\.")
         tcav = TCAV(probe, [layer], model_id="layerscope", save_path=folder)
         # Trained once, up front: each concept's activations computed once (interpret alone computes
         # them again for every set the concept is in), the CAVs then read back by each class's call.
@@ -150,4 +154,6 @@ def _p_value(scores: list[float], null: list[float]) -> float:
     """Two-sided Welch t-test; 1 where both sides are constant and equal (nothing to tell apart)."""
     if np.ptp(scores) == 0 and np.ptp(null) == 0:
         return 1.0 if scores[0] == null[0] else 0.0
-    return float(ttest_ind(scores, null, equal_var=False).pvalue)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nearly constant sides: the p is still right
+        return float(ttest_ind(scores, null, equal_var=False).pvalue)
