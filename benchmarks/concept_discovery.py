@@ -8,6 +8,8 @@ per layer, TCAV through Captum) on held-out shapes images with a trained shapes 
 layers the view inspects by default, and prints per layer:
 
 - concepts: coherent clusters kept; significant: those that matter to at least one class (TCAV);
+  speak for their class: those whose TCAV score is significant and above random for the class most
+  of their segments come from;
 - class purity: the mean share of a concept's segments that come from its most common class, and
   the same for random sets of as many segments (chance);
 - part concepts: concepts whose segments mostly lie on a part (not on the background), and their
@@ -108,26 +110,29 @@ def main() -> None:
             segments = found.segments
             members = {layer.index: [c.members for c in layer.concepts] for layer in found.layers}
             significant = {layer.index: layer.significant for layer in found.layers}
+            # concepts whose TCAV score speaks for their own most common class
+            own = {layer.index: int(sum(layer.scores.raises[k, c] for k, (c, _) in enumerate(layer.classes)))
+                   for layer in found.layers if layer.scores is not None}
         else:
             segments = ace.superpixels(images)
             resize = embedding == "patch"
             patches = isolated(images, segments, resize)
             embedded = isolated_embeddings(classifier, layers, patches, None if resize else segments.masks)
             members = {i: [c.members for c in ace.discover(e, segments)] for i, e in embedded.items()}
-            significant = {}
+            significant, own = {}, {}
         seconds = time.perf_counter() - started
         class_of = labels.numpy()[segments.image.numpy()]
         part_of = ace.part_labels(segments, parts)
         on_parts = np.flatnonzero(part_of > 0)
         print(f"\nembedding: {embedding}; {len(segments)} segments ({np.mean(part_of > 0):.0%} on parts); "
               f"{seconds:.1f} s")
-        print("| layer | concepts | significant | class purity (chance) | part concepts | "
-              "their part purity (chance) |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        print("| layer | concepts | significant | speak for their class | class purity (chance) | "
+              "part concepts | their part purity (chance) |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for index in layers:
             found_here = members.get(index, [])
             if not found_here:
-                print(f"| {layer_tag(index, names[index])} | 0 | | | | |")
+                print(f"| {layer_tag(index, names[index])} | 0 | | | | | |")
                 continue
             size = max(len(m) for m in found_here)
             class_purity = np.mean([ace.purity(class_of, m)[1] for m in found_here])
@@ -135,6 +140,7 @@ def main() -> None:
             purity_text = "-" if part_purity is None else f"{part_purity:.0%}"
             chance_part = ace.chance_purity(part_of[on_parts], size)
             print(f"| {layer_tag(index, names[index])} | {len(found_here)} | {significant.get(index, '-')} | "
+                  f"{own.get(index, '-')} | "
                   f"{class_purity:.0%} ({ace.chance_purity(class_of, size):.0%}) | {count} | "
                   f"{purity_text} ({chance_part:.0%}) |", flush=True)
 

@@ -230,17 +230,15 @@ class ConceptDiscovery(View):
         return order[: self.shown]
 
     def _caption(self, layer: LayerConcepts, k: int, names: dict[str, list[str]]) -> str:
-        concept = layer.concepts[k]
         label, share = layer.classes[k]
-        text = (f"concept {k}: {len(concept.members)} segments of {concept.images} images, "
-                f"{share:.0%} {names['class'][label]}")
+        text = f"{k}: {share:.0%} {names['class'][label]}"
         if layer.parts is not None:
             part, part_share = layer.parts[k]
-            text += f", {part_share:.0%} on {names['part'][part]}"
+            text += f", {part_share:.0%} " + (f"on {names['part'][part]}" if part else "on no part")
         if layer.scores is not None:
-            matters = [names["class"][c] for c in np.flatnonzero(layer.scores.significant[k])]
-            text += "; matters to " + (", ".join(matters[:3]) + ("..." if len(matters) > 3 else "")
-                                       if matters else "no class")
+            raised = [names["class"][c] for c in np.flatnonzero(layer.scores.raises[k])]
+            text += "; speaks for " + (", ".join(raised[:2]) + (" ..." if len(raised) > 2 else "")
+                                       if raised else "no class")
         return text
 
     def _picture(self, images: torch.Tensor, found: Discovery, layer: LayerConcepts,
@@ -256,7 +254,7 @@ class ConceptDiscovery(View):
             rows.append(render.resize(pictures * (0.25 + 0.75 * lit), 2 * size))
             captions.append((2 + tile * row + size, self._caption(layer, k, names)))
         title = f"{layer.tag}: concepts found without labels (ACE), bright where each segment lies"
-        return render.captioned(render.grid(rows), captions, title, margin=560)
+        return render.captioned(render.grid(rows), captions, title, margin=420)
 
     def _table(self, found: Discovery, names: dict[str, list[str]]) -> str:
         classes = names["class"]
@@ -269,8 +267,8 @@ class ConceptDiscovery(View):
             "(Kim et al. 2018, Captum): the share of a class's images whose logit rises along the "
             f"concept's direction, averaged over {self.random_sets} random sets; **bold** where it "
             f"differs from random sets' own scores (t-test, p below {self.alpha:g} Bonferroni-corrected "
-            "over the layer's concepts and classes). A view of what the network groups together, not a "
-            "name for it.",
+            "over the layer's concepts and classes): above the random row, the concept speaks for the "
+            "class; below it, against. A view of what the network groups together, not a name for it.",
             "",
             "| layer | concept | images | most common class | " + " | ".join(classes) + " |",
             "|---|---|---|---|" + "---|" * len(classes),

@@ -95,8 +95,13 @@ class ConceptScores:
 
     @property
     def significant(self) -> np.ndarray:
-        """bool (K, classes): the concept matters to the class."""
+        """bool (K, classes): the concept matters to the class, raising or lowering its logit."""
         return self.p_values < self.alpha
+
+    @property
+    def raises(self) -> np.ndarray:
+        """bool (K, classes): significant, with a score above random sets': it speaks for the class."""
+        return self.significant & (self.scores > self.random_scores[None, :])
 
 
 def _batches(images: torch.Tensor, masks: torch.Tensor, size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
