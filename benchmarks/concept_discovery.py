@@ -87,7 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, help="a checkpoint trained on shapes (32 px)")
     parser.add_argument("--images", type=int, default=200, help="held-out images segmented")
-    parser.add_argument("--random-sets", type=int, default=20)
+    parser.add_argument("--random-sets", type=int, default=50)
     parser.add_argument("--embeddings", nargs="+", default=["context", "patch", "in-place"],
                         choices=["context", "patch", "in-place"])
     args = parser.parse_args()
