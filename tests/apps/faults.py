@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from typing import Any
 
 import lightning as L
@@ -42,3 +43,19 @@ class DivergeRanks(L.Callback):
     ) -> None:
         if trainer.global_rank > 0:
             torch.rand(1)
+
+
+class PauseAtStep(L.Callback):
+    """After optimizer step ``step``, creates the file ``ready`` and waits (up to ``seconds``): a run
+    caught mid-training, for as long as a test needs another process to meet it there."""
+
+    def __init__(self, step: int, ready: str, seconds: float = 300.0) -> None:
+        self.step, self.ready, self.seconds = step, ready, seconds
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step == self.step:
+            with open(self.ready, "w") as file:
+                file.write(str(os.getpid()))
+            time.sleep(self.seconds)

@@ -154,10 +154,12 @@ def test_out_of_range_settings_are_refused_in_one_line(setting: dict) -> None:
 
 def test_the_view_logs_every_layer_in_depth_order_at_the_end(runs: dict[str, Path]) -> None:
     tags = _events(runs["default"]).Tags()
-    assert "concepts/significant_by_depth" in tags["images"] and "concepts/tcav/text_summary" in tags["tensors"]
+    assert "concepts/significant_by_depth" in tags["images"]
+    assert "concepts/tcav/text_summary" in tags["tensors"]
     pictures = sorted(tag.split("/")[1] for tag in tags["images"]
                       if tag.startswith("concepts/") and tag.split("/")[1] in LAYERS)
-    assert pictures and pictures == sorted(pictures, key=LAYERS.index)  # numbered: TensorBoard sorts them by depth
+    # numbered, so that TensorBoard sorts them by depth
+    assert pictures and pictures == sorted(pictures, key=LAYERS.index)
     events = _events(runs["default"])
     # part purity only where a concept lies on parts (none may in this tiny run: tested above)
     for kind in ("significant", "class_purity", "part_purity"):

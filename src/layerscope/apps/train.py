@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from layerscope.apps.cli import default_config_dir, register_resolvers, run_hydra, write_json_atomic
+from layerscope.apps.run_lock import run_folder_locked
 from layerscope.apps.sweep_ranks import ranks_run_this_job_only
 from layerscope.checkpoint import read_checkpoint
 from layerscope.errors import UserError
@@ -292,7 +293,8 @@ def train_with(
     with initialize_config_dir(config_dir=str(config_dir or default_config_dir()), version_base="1.3"):
         cfg = compose("train", overrides=[*paths, *overrides])
     Path(output_dir).mkdir(parents=True, exist_ok=True)
-    return train(cfg)
+    with run_folder_locked(Path(output_dir)):
+        return train(cfg)
 
 
 def task(cfg: DictConfig, process_started: float | None = None) -> float | None:
