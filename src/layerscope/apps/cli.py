@@ -110,12 +110,13 @@ def fail(message: str) -> None:
 def discard_unfinished_run(run_dir: Path) -> None:
     """Remove a run folder that a user error stopped before it held any result.
 
-    Only a folder holding nothing but what Hydra itself wrote (``.hydra/`` and log files), and
-    never the working directory: nothing of the user's is ever deleted.
+    Only a folder holding nothing but what Hydra itself wrote (``.hydra/`` and log files) and the
+    run's lock (``.run.lock``, ``.run.owner``: ``run_lock.py``), and never the working directory:
+    nothing of the user's is ever deleted.
     """
     if not run_dir.is_dir() or run_dir.resolve() == Path.cwd().resolve():
         return
-    if all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
+    if all(p.name in (".hydra", ".run.lock", ".run.owner") or p.suffix == ".log" for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
