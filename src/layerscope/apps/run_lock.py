@@ -58,7 +58,8 @@ def _holder(folder: Path) -> str:
 
 class RunFolderLock:
     """The lock on one run folder, taken by :meth:`acquire` (or refused in one line) and let go by
-    :meth:`release`; a process other than the run's first rank takes nothing."""
+    :meth:`release`; a process other than the run's first rank takes nothing. Keep the object for as
+    long as the lock should hold: ``filelock`` lets go when its lock object is collected."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
