@@ -20,6 +20,7 @@ import torch
 from filelock import FileLock
 
 TEMPORARY_SUFFIX = ".tmp"  # how unfinished files end; remove_unfinished() clears them
+RUN_LOCK, RUN_OWNER = ".run.lock", ".run.owner"  # a run folder's lock and who holds it (apps/run_lock.py)
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from layerscope.apps.run_lock import LOCK_NAME, RunFolderLock, run_folder_locked, started_as_another_rank
+from layerscope.apps.run_lock import RunFolderLock, run_folder_locked, started_as_another_rank
+from layerscope.files import RUN_LOCK
 from tests.apps.test_resume import RUN
 from tests.apps.test_train_cli import REPO, run_train
 
@@ -19,7 +20,7 @@ PAUSE = ["+callbacks.pause._target_=tests.apps.faults.PauseAtStep", "+callbacks.
 def _snapshot(folder: Path) -> dict[str, tuple[int, int, bytes]]:
     """Every file under ``folder`` but the lock file itself: size, modification time, content."""
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns, p.read_bytes())
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != LOCK_NAME}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != RUN_LOCK}
 
 
 def _wait_for(path: Path, process: subprocess.Popen, log: Path) -> None:

@@ -22,7 +22,7 @@ from omegaconf.errors import MissingMandatoryValue
 from layerscope.apps.overrides import check_command_line
 from layerscope.data.imagefolder import class_names
 from layerscope.errors import UserError
-from layerscope.files import write_atomically
+from layerscope.files import RUN_LOCK, RUN_OWNER, write_atomically
 from layerscope.training.checkpointing import TrainingInterrupted
 
 EXIT_USER_ERROR = 2
@@ -111,12 +111,12 @@ def discard_unfinished_run(run_dir: Path) -> None:
     """Remove a run folder that a user error stopped before it held any result.
 
     Only a folder holding nothing but what Hydra itself wrote (``.hydra/`` and log files) and the
-    run's lock (``.run.lock``, ``.run.owner``: ``run_lock.py``), and never the working directory:
+    run's lock (``RUN_LOCK``, ``RUN_OWNER``: ``run_lock.py``), and never the working directory:
     nothing of the user's is ever deleted.
     """
     if not run_dir.is_dir() or run_dir.resolve() == Path.cwd().resolve():
         return
-    if all(p.name in (".hydra", ".run.lock", ".run.owner") or p.suffix == ".log" for p in run_dir.iterdir()):
+    if all(p.name in (".hydra", RUN_LOCK, RUN_OWNER) or p.suffix == ".log" for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

@@ -31,10 +31,8 @@ from omegaconf import DictConfig
 
 from layerscope.apps.cli import fail
 from layerscope.errors import UserError
-from layerscope.files import write_atomically
+from layerscope.files import RUN_LOCK, RUN_OWNER, write_atomically
 
-LOCK_NAME = ".run.lock"
-OWNER_NAME = ".run.owner"
 # Set by Lightning's launcher for ranks 1.., by torchrun and by SLURM for every rank; 0 or unset in
 # the process that starts a run.
 RANK_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")
@@ -51,7 +49,7 @@ def started_as_another_rank() -> bool:
 
 def _holder(folder: Path) -> str:
     try:
-        return (folder / OWNER_NAME).read_text().strip() or "another process"
+        return (folder / RUN_OWNER).read_text().strip() or "another process"
     except OSError:
         return "another process"
 
@@ -69,7 +67,7 @@ class RunFolderLock:
         if started_as_another_rank() or self._lock is not None:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.folder / LOCK_NAME), timeout=0)
+        lock = FileLock(str(self.folder / RUN_LOCK), timeout=0)
         try:
             lock.acquire()
         except Timeout:
@@ -79,14 +77,14 @@ class RunFolderLock:
                 "(hydra.run.dir=...)"
             ) from None
         since = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-        write_atomically(self.folder / OWNER_NAME,
+        write_atomically(self.folder / RUN_OWNER,
                          f"process {os.getpid()} on {socket.gethostname()}, since {since}\n".encode())
         self._lock = lock
 
     def release(self) -> None:
         if self._lock is None:
             return
-        (self.folder / OWNER_NAME).unlink(missing_ok=True)
+        (self.folder / RUN_OWNER).unlink(missing_ok=True)
         self._lock.release()
         self._lock = None
 

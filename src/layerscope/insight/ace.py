@@ -82,15 +82,16 @@ def superpixels(
     )
 
 
-def cell_weights(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """float (S, h, w): the share of each cell of an h x w map that each (H, W) mask covers."""
-    return F.adaptive_avg_pool2d(masks.float()[:, None], size)[:, 0]
+def mean_weights(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """float (S, h, w): each cell's weight in the mean of an h x w map over each (H, W) mask: the
+    share of the cell the mask covers, scaled to sum to 1."""
+    weights = F.adaptive_avg_pool2d(masks.float()[:, None], size)[:, 0]
+    return weights / weights.flatten(1).sum(dim=1).clamp_min(1e-12)[:, None, None]
 
 
 def pooled(maps: torch.Tensor, segments: Segments) -> torch.Tensor:
     """float (S, C): each segment's mean of its image's layer map ``maps`` (N, C, h, w) over its pixels."""
-    weights = cell_weights(segments.masks, tuple(maps.shape[-2:]))
-    weights = weights / weights.flatten(1).sum(dim=1).clamp_min(1e-12)[:, None, None]
+    weights = mean_weights(segments.masks, tuple(maps.shape[-2:]))
     embedded = torch.empty(len(segments), maps.shape[1])
     for index in segments.image.unique().tolist():
         rows = (segments.image == index).nonzero()[:, 0]

@@ -41,8 +41,6 @@ class LayerConcepts:
     scores: ConceptScores | None  # None where the layer has no concept
     classes: list[tuple[int, float]]  # per concept: its most common class and the share it holds
     parts: list[tuple[int, float]] | None  # per concept: its most common part kind (0: none), share
-    chance_class: float  # the class purity of random sets of as many segments
-    chance_part: float | None
 
     @property
     def tag(self) -> str:
@@ -94,15 +92,16 @@ def discover_concepts(
     device = inputs.device
     targets = {int(c): inputs[labels.to(device) == c] for c in labels.unique()}
     found = []
+
+    def examples_of(members: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's inputs and float masks of these segments: what TCAV reads a concept from."""
+        rows = torch.from_numpy(members)
+        return inputs[segments.image[rows].to(device)], segments.masks[rows].float().to(device)
+
     with inspection_mode(model), torch.enable_grad(), own_generators(seed):
         for index in sorted(maps):
             embedded = ace.pooled(maps[index], segments)
             concepts = ace.discover(embedded, segments, clusters, examples, min_images, seed)
-
-            def examples_of(members: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-                rows = torch.from_numpy(members)
-                return inputs[segments.image[rows].to(device)], segments.masks[rows].float().to(device)
-
             scores = None
             if concepts:
                 size = min(examples, len(segments))
@@ -110,13 +109,10 @@ def discover_concepts(
                            for _ in range(random_sets + 1)]
                 scores = tcav_scores(probe, f"layer{index}", [examples_of(c.members) for c in concepts],
                                      randoms, targets, class_count or int(labels.max()) + 1, alpha, workdir)
-            size = max([len(c.members) for c in concepts], default=examples)
             found.append(LayerConcepts(
                 index, named[index][0], concepts, scores,
                 [ace.purity(class_of, c.members) for c in concepts],
                 None if part_of is None else [ace.purity(part_of, c.members) for c in concepts],
-                ace.chance_purity(class_of, size, seed=seed),
-                None if part_of is None else ace.chance_purity(part_of, size, seed=seed),
             ))
     return Discovery(segments, found)
 

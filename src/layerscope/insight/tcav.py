@@ -32,15 +32,14 @@ from captum.concept import TCAV, Concept
 from scipy.stats import ttest_ind
 from torch import nn
 
-from layerscope.insight.ace import cell_weights
+from layerscope.insight.ace import mean_weights
 
 
 class _SegmentMean(nn.Module):
     """A layer's map averaged over each image's segment (the pooled embedding of ``ace.pooled``)."""
 
-    def forward(self, maps: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        weights = cell_weights(weights, tuple(maps.shape[-2:])).to(maps.dtype)
-        weights = weights / weights.flatten(1).sum(dim=1).clamp_min(1e-12)[:, None, None]
+    def forward(self, maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        weights = mean_weights(masks, tuple(maps.shape[-2:])).to(maps.dtype)
         return torch.einsum("bchw,bhw->bc", maps, weights)
 
 
