@@ -75,24 +75,26 @@ def test_bad_settings_name_the_key(data_dir: Path, key: str, value: int) -> None
 
 
 def test_wrong_class_count_is_a_user_error(data_dir: Path) -> None:
-    with pytest.raises(UserError, match="data.num_classes=5"):
+    with pytest.raises(UserError, match=r"data\.num_classes=5"):
         make(data_dir, num_classes=5).setup()
 
 
 def test_val_larger_than_data_is_a_user_error(data_dir: Path) -> None:
-    with pytest.raises(UserError, match="data.val_size"):
+    with pytest.raises(UserError, match=r"data\.val_size"):
         make(data_dir, val_size=5000).setup()
 
 
 def test_training_shares_are_equal_across_processes() -> None:
     """A process with a batch more would wait in its last all-reduce for ever: shares are evened out."""
 
-    ranks = [ShuffledBatches(511, 64, shuffle=True, drop_last=True, seed=3, rank=r, world_size=2) for r in (0, 1)]
+    ranks = [ShuffledBatches(511, 64, shuffle=True, drop_last=True, seed=3, rank=r, world_size=2)
+             for r in (0, 1)]
     batches = [list(sampler) for sampler in ranks]
     assert [len(b) for b in batches] == [len(s) for s in ranks] == [3, 3]
     seen = torch.cat([torch.cat(b) for b in batches])
     assert len(seen) == len(set(seen.tolist())) == 2 * 3 * 64  # disjoint
-    evaluation = [ShuffledBatches(511, 64, shuffle=False, drop_last=False, rank=r, world_size=2) for r in (0, 1)]
+    evaluation = [ShuffledBatches(511, 64, shuffle=False, drop_last=False, rank=r, world_size=2)
+                  for r in (0, 1)]
     assert sum(len(torch.cat(list(s))) for s in evaluation) == 511  # evaluation keeps every image
 
 

@@ -69,7 +69,10 @@ def test_source_caches_on_disk(tmp_path: Path) -> None:
     source = ShapesSource(str(tmp_path), num_train=300, num_test=100, image_size=24)
     first = source.load()
     files = sorted(p.name for p in (tmp_path / "shapes").iterdir() if not p.name.endswith(".lock"))
-    assert files == ["test-100-24px-seed0-v2.pt", "train-300-24px-seed0-v2.pt"]  # no temporary files
+    assert files == [  # each cache with its checksum, and no temporary files
+        "test-100-24px-seed0-v2.pt", "test-100-24px-seed0-v2.pt.sha256",
+        "train-300-24px-seed0-v2.pt", "train-300-24px-seed0-v2.pt.sha256",
+    ]
     again = source.load()
     assert torch.equal(first.train.images, again.train.images)
     assert first.train.images.shape[1:] == (3, 24, 24)

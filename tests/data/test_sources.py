@@ -54,6 +54,37 @@ def test_idx_source_prefers_data_root(tmp_path: Path, monkeypatch: pytest.Monkey
     assert splits.classes[-1] == "ankle boot"
 
 
+@pytest.mark.parametrize(
+    ("where", "advice"),
+    [
+        ("root", "replace it with the original file"),
+        ("FashionMNIST/raw", "torchvision downloads it again"),
+        ("debian", "sudo apt-get install --reinstall dataset-fashion-mnist"),
+    ],
+)
+def test_a_truncated_idx_file_is_named_in_one_line_and_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, advice: str
+) -> None:
+    folder = tmp_path / "system" if where == "debian" else tmp_path / "root" / where.replace("root", "")
+    write_fake_mnist(folder, n=200)
+    monkeypatch.setattr(tv_sets, "DEBIAN_FASHION_MNIST", tmp_path / "system")
+    damaged = folder / "t10k-images-idx3-ubyte.gz"
+    cut = damaged.read_bytes()[:1000]  # a download or copy that stopped early
+    damaged.write_bytes(cut)
+    with pytest.raises(UserError) as err:
+        tv_sets.IdxSource(str(tmp_path / "root"), "fashion_mnist", download=False).load()
+    message = str(err.value)
+    assert "\n" not in message and str(damaged) in message and "damaged" in message and advice in message
+    assert damaged.read_bytes() == cut  # what the user placed is left as it was
+
+
+def test_idx_images_and_labels_of_different_lengths_are_refused(tmp_path: Path) -> None:
+    write_fake_mnist(tmp_path, n=20)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(19))
+    with pytest.raises(UserError, match=r"images and labels of one split must match"):
+        tv_sets.IdxSource(str(tmp_path), "mnist", download=False).load()
+
+
 DEBIAN = tv_sets.DEBIAN_FASHION_MNIST
 
 
@@ -90,7 +121,7 @@ def test_mnist_offline_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         raise OSError("Name or service not known")
 
     monkeypatch.setattr("torchvision.datasets.MNIST", no_network)
-    with pytest.raises(UserError, match="MNIST not found.*download failed"):
+    with pytest.raises(UserError, match=r"MNIST not found.*download failed"):
         tv_sets.IdxSource(str(tmp_path), "mnist").load()
 
 
@@ -99,7 +130,7 @@ def test_cifar10_offline_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         raise RuntimeError("Dataset not found or corrupted")
 
     monkeypatch.setattr("torchvision.datasets.CIFAR10", no_network)
-    with pytest.raises(UserError, match="CIFAR-10 is not in data.root"):
+    with pytest.raises(UserError, match=r"CIFAR-10 is not in data\.root"):
         tv_sets.Cifar10Source(str(tmp_path)).load()
 
 
@@ -122,7 +153,7 @@ def test_image_folder_loads_resizes_and_skips_bad_files(
     assert splits.train.images.shape == (8, 3, 16, 16)
     assert splits.train.labels.tolist() == [0] * 4 + [1] * 4
     assert "notes.txt" in caplog.text
-    with pytest.raises(UserError, match="notes.txt.*on_bad_file=skip"):
+    with pytest.raises(UserError, match=r"notes\.txt.*on_bad_file=skip"):
         ImageFolderSource(str(tmp_path), image_size=16, on_bad_file="fail").load()
     grey = ImageFolderSource(str(tmp_path), image_size=8, in_channels=1).load()
     assert grey.train.images.shape == (8, 1, 8, 8)

@@ -40,7 +40,8 @@ SOURCE = "image"  # the label group of the computed concepts (a unit gets one la
 def intensity_edges(images: torch.Tensor) -> torch.Tensor:
     """bool (N, H, W): Canny edges of uint8 images (N, C, H, W) on their grey intensity."""
     grey = images.float().mean(dim=1).div(255).numpy()
-    edges = [canny(image, sigma=EDGE_SIGMA, low_threshold=EDGE_LOW, high_threshold=EDGE_HIGH) for image in grey]
+    edges = [canny(image, sigma=EDGE_SIGMA, low_threshold=EDGE_LOW, high_threshold=EDGE_HIGH)
+             for image in grey]
     return torch.from_numpy(np.stack(edges)) if edges else torch.zeros(grey.shape, dtype=torch.bool)
 
 

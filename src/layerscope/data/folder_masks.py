@@ -75,7 +75,9 @@ def _image_size(image: Path) -> tuple[int, int]:
         raise UserError(f"{image}: not readable as an image ({err})") from None
 
 
-def _mask(path: Path, expected: tuple[int, int], image: Path, size: int, resize_size: int | None) -> torch.Tensor:
+def _mask(
+    path: Path, expected: tuple[int, int], image: Path, size: int, resize_size: int | None
+) -> torch.Tensor:
     """bool (size, size): the mask of ``image`` (``expected`` pixels) at ``path``, checked and fitted as
     the image is."""
     if not path.is_file():
@@ -92,7 +94,9 @@ def _mask(path: Path, expected: tuple[int, int], image: Path, size: int, resize_
     values = np.asarray(mask)
     top = values.max(initial=0)
     if not np.isin(values, (0, top)).all() or top not in (0, 1, 255):
-        raise UserError(f"{path}: not binary (values other than black and white); save it with 0 and 255 only")
+        raise UserError(
+            f"{path}: not binary (values other than black and white); save it with 0 and 255 only"
+        )
     fitted = resize_and_crop(mask, size, resize_size, Image.Resampling.NEAREST)  # as the image, kept binary
     return torch.from_numpy(np.asarray(fitted) > 0)
 

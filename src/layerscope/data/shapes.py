@@ -16,6 +16,7 @@ with one seed each, so any prefix of the data set is the same whatever its total
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ from pathlib import Path
 import torch
 
 from layerscope.data.base import ConceptMasks, ImageSource, ImageSplits, LabelledImages
-from layerscope.files import one_at_a_time, torch_bytes, write_atomically
+from layerscope.data.cache import cached
+from layerscope.files import torch_bytes
 from layerscope.registry import DATA
 
 FORMAT_VERSION = 2  # bump when the rendering changes, so stale caches are not reused
@@ -409,15 +411,26 @@ class ShapesSource(ImageSource):
 
     def _cached(self, split: str, num_images: int) -> LabelledImages:
         name = f"{split}-{num_images}-{self.image_size}px-seed{self.seed}-v{FORMAT_VERSION}.pt"
-        path = self.root / name
-        with one_at_a_time(self.root, name):  # DDP ranks: one renders, the others load its cache
-            if path.exists():
-                saved = torch.load(path, weights_only=True)
-                return LabelledImages(saved["images"], saved["labels"], saved["parts"])
-            data = generate(num_images, self.image_size, self.seed, split)
-            # Atomic: a crash never leaves a half-written cache behind.
-            saved_bytes = torch_bytes({"images": data.images, "labels": data.labels, "parts": data.parts})
-            write_atomically(path, saved_bytes)
+        return cached(
+            self.root / name,
+            render=lambda: generate(num_images, self.image_size, self.seed, split),
+            encode=lambda data: torch_bytes(
+                {"images": data.images, "labels": data.labels, "parts": data.parts}
+            ),
+            decode=lambda raw: self._decode(raw, num_images),
+        )
+
+    def _decode(self, raw: bytes, num_images: int) -> LabelledImages | None:
+        """The images in a cache's bytes, or None if they are not ``num_images`` images of this size."""
+        try:
+            saved = torch.load(io.BytesIO(raw), weights_only=True)
+            data = LabelledImages(saved["images"], saved["labels"], saved["parts"])
+        except Exception:  # whatever the bytes hold, a cache that does not load is rendered again
+            return None
+        wanted = (num_images, 3, self.image_size, self.image_size)
+        if tuple(data.images.shape) != wanted or len(data.labels) != num_images or data.parts is None \
+                or len(data.parts) != num_images:
+            return None
         return data
 
     def load(self, max_train: int | None = None) -> ImageSplits:
@@ -429,7 +442,9 @@ class ShapesSource(ImageSource):
             part_names=PART_NAMES,
         )
 
-    def concept_masks(self, split: str, indices: torch.Tensor, resize_size: int | None = None) -> ConceptMasks:
+    def concept_masks(
+        self, split: str, indices: torch.Tensor, resize_size: int | None = None
+    ) -> ConceptMasks:
         """Concept masks of images ``indices`` of ``split``, rendered again by the code that drew them."""
         _, labels, maps = render_images_with_maps(indices, self.image_size, self.seed, split)
         return concepts(maps, labels)

@@ -34,6 +34,15 @@ def _find(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def _how_to_replace(folder: Path) -> str:
+    """What to do about a damaged file in ``folder``. Data the user placed is never deleted here."""
+    if folder == DEBIAN_FASHION_MNIST:
+        return "reinstall it (sudo apt-get install --reinstall dataset-fashion-mnist)"
+    if folder.name == "raw":  # torchvision's download folder
+        return "delete it and run again where there is a network, so that torchvision downloads it again"
+    return "replace it with the original file, or delete it to use another copy"
+
+
 def _load_idx_folder(folder: Path) -> dict[str, LabelledImages] | None:
     """Both splits from a folder of the four IDX files, or None if any is missing."""
     paths = {s: [_find(folder, stem) for stem in stems] for s, stems in IDX_FILES.items()}
@@ -44,7 +53,12 @@ def _load_idx_folder(folder: Path) -> dict[str, LabelledImages] | None:
         try:
             images, labels = read_idx(images_path), read_idx(labels_path)
         except ValueError as err:
-            raise UserError(f"{err}: delete it or replace it with the original file") from err
+            raise UserError(f"{err}: {_how_to_replace(folder)}") from err
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise UserError(
+                f"{images_path} holds {tuple(images.shape)} and {labels_path} {tuple(labels.shape)}: "
+                f"images and labels of one split must match; {_how_to_replace(folder)}"
+            )
         splits[split] = LabelledImages(images.unsqueeze(1).contiguous(), labels.long())
     return splits
 
@@ -125,8 +139,9 @@ class Cifar10Source(ImageSource):
                     data = CIFAR10(str(self.root), train=split == "train", download=self.download)
             except (OSError, RuntimeError) as err:
                 raise UserError(
-                    f"CIFAR-10 is not in data.root={self.root} and could not be downloaded "
-                    f"({err}): go online once, or copy cifar-10-batches-py into {self.root}"
+                    f"CIFAR-10 is not in data.root={self.root}, or its files fail their checksums, and "
+                    f"could not be downloaded ({err}): go online once, or copy an intact "
+                    f"cifar-10-batches-py into {self.root}"
                 ) from err
             images = torch.from_numpy(data.data).permute(0, 3, 1, 2).contiguous()
             splits[split] = LabelledImages(images, torch.tensor(data.targets))
