@@ -10,7 +10,10 @@ A checkpoint is Lightning's (weights, optimizer and loop states, callbacks' stat
   ``resize_size``, ``mean``, ``std`` (plain values, as the data module's ``info`` gives them);
 - ``test_time_flip``, ``test_time_shift``: the test-time views the run tested with;
 
-and at the top level ``layerscope_format``, the version of this layout. It is read with
+and at the top level ``layerscope_format``, the version of this layout, and ``layerscope_ood``, the
+out-of-distribution thresholds calibrated on validation images for the weights it holds
+(``layerscope.ood.Calibration``; absent from checkpoints written before calibration existed or
+before the first validation pass). It is read with
 ``torch.load(weights_only=True)``: tensors and plain types only, so a file carrying a pickled
 payload is refused before any of it runs.
 
@@ -22,14 +25,16 @@ itself) and lack the test-time views (they used none).
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from layerscope import ood
 from layerscope.errors import UserError
+from layerscope.files import torch_bytes, write_atomically
 from layerscope.models import build_model
 from layerscope.models.adapted import without_pretrained
 from layerscope.trust import current_targets, model_builders, trusted
@@ -58,6 +63,28 @@ class Checkpoint:
     @property
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.contents["state_dict"]
+
+    def ood_calibration(self) -> tuple[ood.Calibration | None, str | None]:
+        """The out-of-distribution calibration of these weights, or None and one line saying why not."""
+        saved = self.contents.get(ood.CHECKPOINT_KEY)
+        calibration = ood.Calibration.from_dict(saved)
+        no = f"{self.path} carries no out-of-distribution calibration"
+        fix = f"in_distribution is null; python eval.py ckpt_path={self.path} calibrate=true adds one"
+        if saved is None:
+            return None, f"{no} (written before calibration existed, or before a validation pass): {fix}"
+        if calibration is None:
+            return None, f"{no} it can read (a malformed {ood.CHECKPOINT_KEY}): {fix}"
+        step = self.contents.get("global_step")
+        if step != calibration.step:
+            return None, (f"{no} for its weights (saved at step {step}, the last validation pass was "
+                          f"at step {calibration.step}): {fix}")
+        return calibration, None
+
+    def store_ood_calibration(self, calibration: ood.Calibration) -> ood.Calibration:
+        """Write ``calibration`` into this checkpoint's file (atomically), dated to its weights' step."""
+        dated = replace(calibration, step=int(self.contents.get("global_step", 0)))
+        write_atomically(self.path, torch_bytes({**self.contents, ood.CHECKPOINT_KEY: dated.to_dict()}))
+        return dated
 
     def trusted_model_config(self) -> dict[str, Any]:
         """The model config, once every builder it names is registered, without the pretrained

@@ -102,6 +102,11 @@ def user_error_message(err: BaseException) -> str | None:
     return None
 
 
+def note(message: str) -> None:
+    """One line on stderr about something the user should know that stops nothing."""
+    print(f"note: {message}", file=sys.stderr, flush=True)
+
+
 def fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(EXIT_USER_ERROR)

@@ -15,6 +15,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from layerscope import ood
 from layerscope.apps.cli import run_hydra, write_json_atomic
 from layerscope.checkpoint import check_fits, read_checkpoint, run_folder
 from layerscope.errors import UserError
@@ -108,6 +109,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "precision": precision.precision, "precision_reason": precision.reason,
         "ckpt_path": str(Path(cfg.ckpt_path).expanduser().resolve()),
     }
+    if cfg.calibrate:
+        metrics["ood_calibration"] = calibrate(trainer, module, datamodule, cfg.ckpt_path).to_dict()
     run_dir = Path(cfg.paths.output_dir)
     write_json_atomic(run_dir / "metrics.json", metrics)
     with open(run_dir / "predictions.csv", "w", newline="") as file:
@@ -118,6 +121,20 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             writer.writerow([i, classes[y], classes[p], round(q, 6)])
     _print_table(metrics, run_dir)
     return metrics
+
+
+def calibrate(
+    trainer: L.Trainer, module: ImageClassifier, datamodule: Any, ckpt_path: str
+) -> ood.Calibration:
+    """Calibrate the out-of-distribution thresholds on the run's validation images, as training
+    does at every validation pass, and store them in the checkpoint: for one written before
+    calibration existed, or a mid-epoch last.ckpt."""
+    trainer.validate(module, datamodule=datamodule, verbose=False)
+    assert module.ood_calibration is not None, "a validation pass calibrates the module"
+    calibration = read_checkpoint(ckpt_path).store_ood_calibration(module.ood_calibration)
+    print(f"Calibrated: {ckpt_path}: {ood.SCORE} <= {calibration.thresholds[ood.SCORE]:.4f} keeps "
+          f"{calibration.kept:.0%} of {calibration.images} validation images", flush=True)
+    return calibration
 
 
 def _print_table(metrics: dict[str, Any], run_dir: Path) -> None:

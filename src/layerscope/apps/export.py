@@ -11,7 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from layerscope.apps.cli import run_hydra
+from layerscope.apps.cli import note, run_hydra
 from layerscope.checkpoint import run_folder
 from layerscope.inference import load_classifier
 from layerscope.inference.export import export_checked, metadata_path
@@ -20,7 +20,7 @@ from layerscope.inference.export import export_checked, metadata_path
 def export(cfg: DictConfig) -> dict[str, Any]:
     """Write the model and its metadata once it matches PyTorch; return the metadata."""
     ckpt = Path(cfg.ckpt_path).expanduser()
-    clf = load_classifier(ckpt)
+    clf = load_classifier(ckpt, say=note)
     out_dir = Path(cfg.out_dir).expanduser() if cfg.out_dir else run_folder(ckpt) / "export"
     metadata = export_checked(clf, cfg.format, out_dir, ckpt, cfg.check_batch, cfg.tolerance)
     path = out_dir / metadata["file"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from layerscope.apps.cli import run_hydra
+from layerscope.apps.cli import note, run_hydra
 from layerscope.errors import UserError
 from layerscope.inference import Classifier, image_files, load_classifier
 from layerscope.inference.predict import FolderPrediction, ImagePrediction, explanation_folder, write_csv
@@ -24,7 +24,7 @@ def predict(cfg: DictConfig) -> int:
     """Predict every readable image under ``cfg.input``; return how many were predicted."""
     if cfg.output is not None and not str(cfg.output).endswith(".csv"):
         raise UserError(f"output={cfg.output} must end in .csv (or leave it out for JSON on stdout)")
-    clf = load_classifier(cfg.ckpt_path, cfg.device)
+    clf = load_classifier(cfg.ckpt_path, cfg.device, say=note)
     root = Path(cfg.input).expanduser()
     if not root.exists():
         raise UserError(f"input={root} does not exist: pass an image file or a folder of images")
@@ -62,7 +62,7 @@ def _explained(
 
     for result in results:
         folder = explanation_folder(out_dir, root, result.path)
-        explain_image(clf, result.image, result.index, folder)
+        explain_image(clf, result.image, result.index, folder, result.record())
         print(f"explained {result.path} in {folder}", file=sys.stderr)
         yield result
 

@@ -7,7 +7,9 @@ implementation (``LayerGradCam``).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
@@ -15,10 +17,19 @@ from matplotlib import colormaps
 from torch import nn
 from torchvision.utils import save_image
 
+from layerscope import ood
+from layerscope.files import write_atomically
+from layerscope.inference.export import ood_metadata
 from layerscope.inference.loading import Classifier
 from layerscope.insight.feature_maps import feature_map_grid
 from layerscope.insight.render import display_images
 from layerscope.models.layers import layer_tag, named_layers
+
+
+def ood_summary(clf: Classifier) -> dict[str, Any]:
+    """What ``in_distribution`` was judged by: the score, its threshold and calibration, or why none."""
+    return ood_metadata(clf) or {"score": ood.SCORE, "threshold": None,
+                                 "why": "the checkpoint carries no calibration for its weights"}
 
 
 def last_spatial_layer(clf: Classifier, maps: dict[str, torch.Tensor]) -> nn.Module:
@@ -44,10 +55,16 @@ def grad_cam(
 
 
 def explain_image(
-    clf: Classifier, image: torch.Tensor, target: int, folder: Path, max_channels: int = 16
+    clf: Classifier, image: torch.Tensor, target: int, folder: Path,
+    record: dict[str, Any] | None = None, max_channels: int = 16,
 ) -> None:
-    """Write ``folder/feature_maps_NN_layer.png`` for every layer and ``folder/grad_cam.png``."""
+    """Write ``folder/feature_maps_NN_layer.png`` for every layer and ``folder/grad_cam.png``, and
+    with the prediction's ``record`` ``folder/prediction.json``: the answer, its out-of-distribution
+    score and flag, and the threshold they were judged by."""
     folder.mkdir(parents=True, exist_ok=True)
+    if record is not None:
+        summary = {**record, "ood": ood_summary(clf)}
+        write_atomically(folder / "prediction.json", (json.dumps(summary, indent=2) + "\n").encode())
     original = display_images(image.unsqueeze(0))
     maps = clf.feature_maps(image)
     for index, (name, output) in enumerate(maps.items()):

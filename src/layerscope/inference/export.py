@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from layerscope import ood
 from layerscope.errors import UserError
 from layerscope.files import TEMPORARY_SUFFIX, write_atomically
 from layerscope.inference.loading import Classifier
@@ -112,6 +113,11 @@ def _keep(unchecked: Path, path: Path, metadata: dict[str, Any]) -> None:
     write_atomically(metadata_path(path), (json.dumps(metadata, indent=2) + "\n").encode())
 
 
+OOD_FORMULAS = {  # each score of layerscope.ood, written out for code that has only the logits
+    "energy": "-logsumexp(logits)", "max_logit": "-max(logits)", "max_softmax": "-max(softmax(logits))",
+}
+
+
 def _metadata(
     clf: Classifier, fmt: str, file: str, checkpoint: Path, check_batch: int, difference: float
 ) -> dict[str, Any]:
@@ -123,5 +129,19 @@ def _metadata(
                           "scale": 1 / 255,
                           "mean": clf.info["mean"], "std": clf.info["std"]},
         "checked": {"inputs": check_batch, "max_abs_difference": difference},
+        "out_of_distribution": ood_metadata(clf),
         "checkpoint": str(checkpoint.resolve()),
+    }
+
+
+def ood_metadata(clf: Classifier) -> dict[str, Any] | None:
+    """How a server flags an image unlike the training data from the exported logits; None where
+    the checkpoint carries no calibration."""
+    if clf.calibration is None:
+        return None
+    return {
+        "score": ood.SCORE, "formula": OOD_FORMULAS[ood.SCORE],
+        "threshold": clf.calibration.thresholds[ood.SCORE],
+        "in_distribution": "score <= threshold",
+        "calibrated_on": {"validation_images": clf.calibration.images, "kept": clf.calibration.kept},
     }

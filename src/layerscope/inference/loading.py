@@ -7,7 +7,8 @@ project's own registered model builders.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from layerscope import ood
 from layerscope.checkpoint import read_checkpoint, upgraded_data_info
 from layerscope.data.augment import normalise
 from layerscope.data.image_files import load_image
@@ -24,12 +26,27 @@ from layerscope.models.layers import layer_hooks, named_layers
 ImageLike = str | Path | torch.Tensor
 
 
+class UncalibratedCheckpoint(UserWarning):
+    """The checkpoint holds no out-of-distribution calibration for its weights: no in_distribution flag."""
+
+
 @dataclass
 class Predictions:
-    """Class probabilities for a batch, with the names of the classes."""
+    """Class probabilities for a batch, with the names of the classes, and how unlike the training
+    data each image is (``layerscope.ood``)."""
 
     probs: torch.Tensor  # (N, classes)
     classes: list[str]
+    ood_scores: torch.Tensor  # (N,) ood.SCORE of each image: higher is less like the training data
+    ood_threshold: float | None = None  # the calibrated threshold; None for an uncalibrated checkpoint
+
+    @property
+    def in_distribution(self) -> torch.Tensor | None:
+        """bool (N,): the score is at most the threshold that kept ood.KEPT of validation images;
+        None where the checkpoint carries no calibration."""
+        if self.ood_threshold is None:
+            return None
+        return self.ood_scores <= self.ood_threshold
 
     @property
     def indices(self) -> torch.Tensor:
@@ -61,8 +78,12 @@ class Classifier:
     the fast path of GPU convolutions. On a CPU it computes in fp32, as ``eval.py`` does.
     """
 
-    def __init__(self, model: nn.Module, info: dict[str, Any], device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, model: nn.Module, info: dict[str, Any], device: str | torch.device = "cpu",
+        calibration: ood.Calibration | None = None,
+    ) -> None:
         self.device = torch.device(device)
+        self.calibration = calibration
         self.model = model.to(self.device).eval()
         self.autocast = inference_autocast(self.device)
         if self.device.type == "cuda":
@@ -103,7 +124,9 @@ class Classifier:
         with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
             logits = torch.cat([self.model(batch[i : i + batch_size])
                                 for i in range(0, len(batch), batch_size)])
-        return Predictions(logits.float().softmax(dim=1).cpu(), self.classes)
+        logits = logits.float().cpu()
+        threshold = self.calibration.thresholds[ood.SCORE] if self.calibration else None
+        return Predictions(logits.softmax(dim=1), self.classes, ood.SCORES[ood.SCORE](logits), threshold)
 
     @torch.no_grad()
     def feature_maps(self, image: ImageLike) -> dict[str, torch.Tensor]:
@@ -126,11 +149,23 @@ def choose_device(device: str | torch.device) -> str | torch.device:
     return device
 
 
-def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Classifier:
+def load_classifier(
+    path: str | Path, device: str | torch.device = "cpu", say: Callable[[str], None] | None = None,
+) -> Classifier:
     """The classifier stored in a layerscope checkpoint, ready to predict on ``device`` (``auto``:
-    a CUDA GPU where there is one, else the CPU)."""
+    a CUDA GPU where there is one, else the CPU).
+
+    A checkpoint without an out-of-distribution calibration for its weights still loads and
+    predicts; an :class:`UncalibratedCheckpoint` warning says why it has none, or ``say`` is given
+    that one line instead (the command-line apps print it).
+    """
     checkpoint = read_checkpoint(path)
-    return Classifier(checkpoint.model(), checkpoint.data_info, choose_device(device))
+    calibration, why_not = checkpoint.ood_calibration()
+    if why_not is not None and say is not None:
+        say(why_not)
+    elif why_not is not None:
+        warnings.warn(why_not, UncalibratedCheckpoint, stacklevel=2)
+    return Classifier(checkpoint.model(), checkpoint.data_info, choose_device(device), calibration)
 
 
 def image_files(root: Path) -> list[Path]:

@@ -29,11 +29,15 @@ class ImagePrediction:
     image: torch.Tensor  # uint8 (C, H, W), converted and resized
     index: int  # the predicted class
     top_k: list[tuple[str, float]]  # most likely classes first
+    ood_score: float  # layerscope.ood.SCORE: higher is less like the training data
+    in_distribution: bool | None  # the score within the calibrated threshold; None if uncalibrated
 
     def record(self) -> dict[str, Any]:
-        """The plain record written out: path, label, its probability, and the top k."""
+        """The plain record written out: path, label, its probability, the top k, and the
+        out-of-distribution score with its flag."""
         return {"path": str(self.path), "label": self.top_k[0][0], "prob": round(self.top_k[0][1], 6),
-                "top_k": [[label, round(prob, 6)] for label, prob in self.top_k]}
+                "top_k": [[label, round(prob, 6)] for label, prob in self.top_k],
+                "ood_score": round(self.ood_score, 4), "in_distribution": self.in_distribution}
 
 
 class FolderPrediction:
@@ -56,9 +60,13 @@ class FolderPrediction:
             if not images:
                 continue
             predictions = self.clf.predict(torch.stack(images), batch_size=self.batch_size)
-            for path, image, index, top in zip(paths, images, predictions.indices.tolist(),
-                                               predictions.top_k(self.top_k), strict=True):
-                yield ImagePrediction(path, image, index, top)
+            flags = predictions.in_distribution
+            flag_list = [None] * len(paths) if flags is None else flags.tolist()
+            for path, image, index, top, score, flag in zip(
+                paths, images, predictions.indices.tolist(), predictions.top_k(self.top_k),
+                predictions.ood_scores.tolist(), flag_list, strict=True,
+            ):
+                yield ImagePrediction(path, image, index, top, score, flag)
         if len(self.unreadable) == len(self.files):
             raise UserError(f"no readable image among {len(self.files)} file(s): "
                             + "; ".join(self.unreadable[:5]))
@@ -92,11 +100,12 @@ def write_csv(records: Iterable[dict[str, Any]], path: Path) -> int:
     """
     text = io.StringIO(newline="")
     writer = csv.writer(text)
-    writer.writerow(["path", "label", "prob", "top_k"])
+    writer.writerow(["path", "label", "prob", "top_k", "ood_score", "in_distribution"])
     count = 0
     for record in records:
         top = ";".join(f"{label}:{prob}" for label, prob in record["top_k"])
-        writer.writerow([record["path"], record["label"], record["prob"], top])
+        flag = {True: "true", False: "false", None: ""}[record["in_distribution"]]  # empty: uncalibrated
+        writer.writerow([record["path"], record["label"], record["prob"], top, record["ood_score"], flag])
         count += 1
     write_atomically(path, text.getvalue().encode())
     return count

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
+from layerscope import ood
 from layerscope.checkpoint import Checkpoint, stamp
 from layerscope.data.augment import shift
 from layerscope.errors import check_int
@@ -45,6 +46,21 @@ def scale_learning_rates(optimizer: torch.optim.Optimizer) -> torch.optim.Optimi
     for group in optimizer.param_groups:
         group["lr"] *= group.pop("lr_scale", 1.0)
     return optimizer
+
+
+def gather_rows(module: L.LightningModule, rows: torch.Tensor) -> torch.Tensor:
+    """Every process's ``rows`` (N_rank, D), concatenated in rank order; ``rows`` alone on one process.
+
+    The processes' counts may differ (the last validation batches are not padded), while
+    ``all_gather`` needs one shape: each pads to the largest count, and the padding is cut off.
+    """
+    if module.trainer.world_size == 1:
+        return rows
+    counts = module.all_gather(torch.tensor(len(rows), device=rows.device)).tolist()
+    padded = rows.new_zeros((max(counts), *rows.shape[1:]))
+    padded[: len(rows)] = rows
+    gathered = module.all_gather(padded)  # (world_size, max count, D)
+    return torch.cat([gathered[rank, :count] for rank, count in enumerate(counts)])
 
 
 class ImageClassifier(L.LightningModule):
@@ -97,6 +113,10 @@ class ImageClassifier(L.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        # Out-of-distribution scores of this validation pass's images, and the thresholds the last
+        # full pass calibrated (layerscope.ood); every checkpoint stores the latter.
+        self._val_ood_scores: list[torch.Tensor] = []
+        self.ood_calibration: ood.Calibration | None = None
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint) -> ImageClassifier:
@@ -107,6 +127,11 @@ class ImageClassifier(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         stamp(checkpoint)
+        if self.ood_calibration is not None:
+            checkpoint[ood.CHECKPOINT_KEY] = self.ood_calibration.to_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.ood_calibration = ood.Calibration.from_dict(checkpoint.get(ood.CHECKPOINT_KEY))
 
     def setup(self, stage: str) -> None:
         if self.channels_last:
@@ -167,6 +192,8 @@ class ImageClassifier(L.LightningModule):
         # Test-time augmentation on the test split only: validation passes feed the insight views,
         # which expect one forward pass per batch.
         logits = self._test_time_logits(images) if stage == "test" else self(images)
+        if stage == "val":
+            self._val_ood_scores.append(ood.all_scores(logits))
         loss = F.cross_entropy(logits, labels)
         metric = self.val_acc if stage == "val" else self.test_acc
         metric(logits, labels)
@@ -190,6 +217,17 @@ class ImageClassifier(L.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._evaluate(batch, "val")
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_ood_scores = []
+
+    def on_validation_epoch_end(self) -> None:
+        """Calibrate the out-of-distribution thresholds on this pass's validation images (every
+        process's, under DDP); the sanity check's few batches calibrate nothing."""
+        scores = gather_rows(self, torch.cat(self._val_ood_scores)) if self._val_ood_scores else None
+        self._val_ood_scores = []
+        if scores is not None and len(scores) and not self.trainer.sanity_checking:
+            self.ood_calibration = ood.calibrate(scores.cpu(), step=self.global_step)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._evaluate(batch, "test")
