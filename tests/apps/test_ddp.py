@@ -24,6 +24,8 @@ def test_two_process_cpu_ddp_writes_one_run(tmp_path: Path, data_dir: Path) -> N
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert 0.0 <= metrics["test/acc"] <= 1.0 and metrics["epochs"] == 1
     assert metrics["train/images"] == 512  # debug=fast's training set, both processes' halves together
+    calibration = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)["layerscope_ood"]
+    assert calibration["images"] == 200  # both processes' validation images, gathered
     events = sorted((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert len({e.name.split(".")[-2] for e in events}) == 1  # one writing process (rank zero)
     accumulator = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})

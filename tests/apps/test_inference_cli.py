@@ -63,7 +63,8 @@ def test_predict_a_folder_with_a_bad_file(tiny_run: Path, tmp_path: Path, test_i
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [Path(r["path"]).name for r in records] == ["a.png", "b.jpg"]
     for record in records:
-        assert set(record) == {"path", "label", "prob", "top_k"}
+        assert set(record) == {"path", "label", "prob", "top_k", "ood_score", "in_distribution"}
+        assert isinstance(record["ood_score"], float) and isinstance(record["in_distribution"], bool)
         assert record["label"] == record["top_k"][0][0] and 0 < record["prob"] <= 1
         assert len(record["top_k"]) == 3
     assert "notes.txt: not an image file" in result.stderr
@@ -78,8 +79,13 @@ def test_predict_to_csv_and_explain(tiny_run: Path, tmp_path: Path, test_images)
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 1 and rows[0]["path"] == str(image)
+    assert rows[0]["in_distribution"] in {"true", "false"} and float(rows[0]["ood_score"]) < 0
     pictures = sorted(p.name for p in (tmp_path / "why" / "x.png").iterdir())  # named as the image
-    assert pictures[-1] == "grad_cam.png"
+    assert pictures[-2:] == ["grad_cam.png", "prediction.json"]
+    page = json.loads((tmp_path / "why" / "x.png" / "prediction.json").read_text())
+    assert page["label"] == rows[0]["label"] and page["ood_score"] == float(rows[0]["ood_score"])
+    assert page["ood"]["score"] == "energy" and page["ood"]["in_distribution"] == "score <= threshold"
+    assert page["in_distribution"] == (page["ood_score"] <= page["ood"]["threshold"])
     assert len([p for p in pictures if p.startswith("feature_maps_")]) == 8  # ResNet-8's layers
     with Image.open(tmp_path / "why" / "x.png" / "grad_cam.png") as cam:
         assert cam.size == (64, 32)  # the image beside its Grad-CAM overlay
@@ -150,6 +156,9 @@ def test_export_round_trip(tiny_run: Path, tmp_path: Path, fmt: str) -> None:
     assert metadata["classes"][0] == "face" and metadata["preprocessing"]["size"] == 32
     assert metadata["checked"]["max_abs_difference"] < 1e-3
     assert "largest difference from PyTorch" in result.stdout
+    calibration = torch.load(tiny_run / "checkpoints" / "best.ckpt", weights_only=True)["layerscope_ood"]
+    assert metadata["out_of_distribution"]["threshold"] == calibration["thresholds"]["energy"]
+    assert metadata["out_of_distribution"]["formula"] == "-logsumexp(logits)"
     images = torch.randn(3, 3, 32, 32)
     reference = torch.jit.load(str(model_file))(images) if fmt == "torchscript" else None
     if fmt == "onnx":
@@ -261,3 +270,33 @@ def test_eval_reports_what_training_reported_with_test_time_views(tmp_path: Path
     assert evaluated["test/loss"] == pytest.approx(trained["test/loss"], rel=1e-5)
     rows = list(csv.DictReader((tmp_path / "eval" / "predictions.csv").open()))
     assert sum(r["label"] == r["predicted"] for r in rows) / len(rows) == pytest.approx(trained["test/acc"])
+
+
+def test_an_uncalibrated_checkpoint_predicts_and_says_so_in_one_line(tiny_run: Path, tmp_path: Path,
+                                                                     data_dir: Path, test_images) -> None:
+    """A checkpoint from before calibration existed; then eval.py calibrate=true gives it one."""
+    contents = torch.load(tiny_run / "checkpoints" / "best.ckpt", weights_only=True)
+    calibrated = contents.pop("layerscope_ood")
+    (tmp_path / "checkpoints").mkdir()
+    old = tmp_path / "checkpoints" / "old.ckpt"
+    torch.save(contents, old)
+    image = save_png(test_images[0][0], tmp_path / "x.png")
+    result = run("predict.py", f"ckpt_path={old}", f"input={image}")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["in_distribution"] is None and isinstance(record["ood_score"], float)
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "carries no out-of-distribution calibration" in notes[0]
+    assert f"python eval.py ckpt_path={old} calibrate=true" in notes[0]
+
+    result = run("eval.py", f"ckpt_path={old}", "calibrate=true", "data=shapes", *TINY_SHAPES,
+                 f"paths.data_dir={data_dir}", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert result.returncode == 0, result.stderr
+    assert "Calibrated:" in result.stdout
+    stored = torch.load(old, weights_only=True)["layerscope_ood"]
+    assert stored["step"] == contents["global_step"] and stored["images"] == calibrated["images"] == 200
+    # The same validation images through the same weights: the thresholds training stored.
+    for name, threshold in calibrated["thresholds"].items():
+        assert stored["thresholds"][name] == pytest.approx(threshold, abs=1e-4)
+    result = run("predict.py", f"ckpt_path={old}", f"input={image}")
+    assert isinstance(json.loads(result.stdout)["in_distribution"], bool) and "note:" not in result.stderr
