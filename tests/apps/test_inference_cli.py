@@ -84,7 +84,7 @@ def test_predict_to_csv_and_explain(tiny_run: Path, tmp_path: Path, test_images)
     assert pictures[-2:] == ["grad_cam.png", "prediction.json"]
     page = json.loads((tmp_path / "why" / "x.png" / "prediction.json").read_text())
     assert page["label"] == rows[0]["label"] and page["ood_score"] == float(rows[0]["ood_score"])
-    assert page["ood"]["score"] == "energy" and page["ood"]["in_distribution"] == "score <= threshold"
+    assert page["ood"]["score"] == "react_energy" and page["ood"]["in_distribution"] == "score <= threshold"
     assert page["in_distribution"] == (page["ood_score"] <= page["ood"]["threshold"])
     assert len([p for p in pictures if p.startswith("feature_maps_")]) == 8  # ResNet-8's layers
     with Image.open(tmp_path / "why" / "x.png" / "grad_cam.png") as cam:
@@ -157,8 +157,9 @@ def test_export_round_trip(tiny_run: Path, tmp_path: Path, fmt: str) -> None:
     assert metadata["checked"]["max_abs_difference"] < 1e-3
     assert "largest difference from PyTorch" in result.stdout
     calibration = torch.load(tiny_run / "checkpoints" / "best.ckpt", weights_only=True)["layerscope_ood"]
-    assert metadata["out_of_distribution"]["threshold"] == calibration["thresholds"]["energy"]
-    assert metadata["out_of_distribution"]["formula"] == "-logsumexp(logits)"
+    assert metadata["out_of_distribution"]["threshold"] == calibration["thresholds"]["react_energy"]
+    assert metadata["out_of_distribution"]["clip"] == calibration["clip"] > 0
+    assert metadata["out_of_distribution"]["formula"] == "-logsumexp(W @ min(f, clip) + b)"
     images = torch.randn(3, 3, 32, 32)
     reference = torch.jit.load(str(model_file))(images) if fmt == "torchscript" else None
     if fmt == "onnx":

@@ -132,7 +132,8 @@ def calibrate(
     trainer.validate(module, datamodule=datamodule, verbose=False)
     assert module.ood_calibration is not None, "a validation pass calibrates the module"
     calibration = read_checkpoint(ckpt_path).store_ood_calibration(module.ood_calibration)
-    print(f"Calibrated: {ckpt_path}: {ood.SCORE} <= {calibration.thresholds[ood.SCORE]:.4f} keeps "
+    score = calibration.score
+    print(f"Calibrated: {ckpt_path}: {score} <= {calibration.thresholds[score]:.4f} keeps "
           f"{calibration.kept:.0%} of {calibration.images} validation images", flush=True)
     return calibration
 

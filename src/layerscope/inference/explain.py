@@ -28,7 +28,7 @@ from layerscope.models.layers import layer_tag, named_layers
 
 def ood_summary(clf: Classifier) -> dict[str, Any]:
     """What ``in_distribution`` was judged by: the score, its threshold and calibration, or why none."""
-    return ood_metadata(clf) or {"score": ood.SCORE, "threshold": None,
+    return ood_metadata(clf) or {"score": ood.FALLBACK_SCORE, "threshold": None,
                                  "why": "the checkpoint carries no calibration for its weights"}
 
 

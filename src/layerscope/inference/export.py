@@ -115,6 +115,8 @@ def _keep(unchecked: Path, path: Path, metadata: dict[str, Any]) -> None:
 
 OOD_FORMULAS = {  # each score of layerscope.ood, written out for code that has only the logits
     "energy": "-logsumexp(logits)", "max_logit": "-max(logits)", "max_softmax": "-max(softmax(logits))",
+    # f: the input of the last (linear) layer, whose weights and bias are W and b.
+    ood.REACT: "-logsumexp(W @ min(f, clip) + b)",
 }
 
 
@@ -140,8 +142,9 @@ def ood_metadata(clf: Classifier) -> dict[str, Any] | None:
     if clf.calibration is None:
         return None
     return {
-        "score": ood.SCORE, "formula": OOD_FORMULAS[ood.SCORE],
-        "threshold": clf.calibration.thresholds[ood.SCORE],
+        "score": clf.calibration.score, "formula": OOD_FORMULAS[clf.calibration.score],
+        "threshold": clf.calibration.thresholds[clf.calibration.score],
+        "clip": clf.calibration.clip,
         "in_distribution": "score <= threshold",
         "calibrated_on": {"validation_images": clf.calibration.images, "kept": clf.calibration.kept},
     }

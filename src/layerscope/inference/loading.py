@@ -21,7 +21,7 @@ from layerscope.checkpoint import read_checkpoint, upgraded_data_info
 from layerscope.data.augment import normalise
 from layerscope.data.image_files import load_image
 from layerscope.errors import UserError
-from layerscope.models.layers import layer_hooks, named_layers
+from layerscope.models.layers import layer_hooks, module_hooks, named_layers
 
 ImageLike = str | Path | torch.Tensor
 
@@ -37,7 +37,7 @@ class Predictions:
 
     probs: torch.Tensor  # (N, classes)
     classes: list[str]
-    ood_scores: torch.Tensor  # (N,) ood.SCORE of each image: higher is less like the training data
+    ood_scores: torch.Tensor  # (N,) the calibration's score per image: higher is less like the training data
     ood_threshold: float | None = None  # the calibrated threshold; None for an uncalibrated checkpoint
 
     @property
@@ -117,16 +117,33 @@ class Classifier:
     # --- output --------------------------------------------------------------------------------
     @torch.no_grad()
     def predict(self, images: ImageLike | Sequence[ImageLike], batch_size: int = 256) -> Predictions:
-        """Class probabilities for ``images`` (file paths, or uint8 tensors as stored)."""
+        """Class probabilities for ``images`` (file paths, or uint8 tensors as stored), with the
+        out-of-distribution score the calibration flags by and its threshold."""
+        logits, scores = self.logits_and_scores(images, batch_size)
+        score = self.calibration.score if self.calibration else ood.FALLBACK_SCORE
+        threshold = self.calibration.thresholds[score] if self.calibration else None
+        return Predictions(logits.softmax(dim=1), self.classes, scores[score], threshold)
+
+    @torch.no_grad()
+    def logits_and_scores(
+        self, images: ImageLike | Sequence[ImageLike], batch_size: int = 256
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """fp32 logits (N, classes) on the CPU, and every out-of-distribution score of each image
+        (``layerscope.ood.scores``; ReAct's only with a calibration that holds its clip level)."""
         batch = self.to_batch(images)
         if self.device.type == "cuda":
             batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+        head = ood.linear_head(self.model)
+        clip = self.calibration.clip if self.calibration else None
+        features: list[torch.Tensor] = []
+        points = {"head": (head, True)} if head is not None and clip is not None else {}
+        with module_hooks(points, lambda _, tensor: features.append(tensor.float())), \
+                torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
             logits = torch.cat([self.model(batch[i : i + batch_size])
                                 for i in range(0, len(batch), batch_size)])
-        logits = logits.float().cpu()
-        threshold = self.calibration.thresholds[ood.SCORE] if self.calibration else None
-        return Predictions(logits.softmax(dim=1), self.classes, ood.SCORES[ood.SCORE](logits), threshold)
+        kept = torch.cat(features) if features else None
+        scores = ood.scores(logits, kept, head, clip)
+        return logits.float().cpu(), {name: values.cpu() for name, values in scores.items()}
 
     @torch.no_grad()
     def feature_maps(self, image: ImageLike) -> dict[str, torch.Tensor]:

@@ -29,7 +29,7 @@ class ImagePrediction:
     image: torch.Tensor  # uint8 (C, H, W), converted and resized
     index: int  # the predicted class
     top_k: list[tuple[str, float]]  # most likely classes first
-    ood_score: float  # layerscope.ood.SCORE: higher is less like the training data
+    ood_score: float  # the calibration's out-of-distribution score: higher is less like the training data
     in_distribution: bool | None  # the score within the calibrated threshold; None if uncalibrated
 
     def record(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from layerscope.checkpoint import Checkpoint, stamp
 from layerscope.data.augment import shift
 from layerscope.errors import check_int
 from layerscope.models import build_model
+from layerscope.models.layers import module_hooks
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -113,9 +114,11 @@ class ImageClassifier(L.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-        # Out-of-distribution scores of this validation pass's images, and the thresholds the last
-        # full pass calibrated (layerscope.ood); every checkpoint stores the latter.
-        self._val_ood_scores: list[torch.Tensor] = []
+        # This validation pass's logits and the features entering the linear head (ReAct clips
+        # them), and what the last full pass calibrated from them (layerscope.ood); every
+        # checkpoint stores the latter.
+        self._val_logits: list[torch.Tensor] = []
+        self._val_features: list[torch.Tensor] = []
         self.ood_calibration: ood.Calibration | None = None
 
     @classmethod
@@ -191,9 +194,10 @@ class ImageClassifier(L.LightningModule):
         images, labels = batch
         # Test-time augmentation on the test split only: validation passes feed the insight views,
         # which expect one forward pass per batch.
-        logits = self._test_time_logits(images) if stage == "test" else self(images)
         if stage == "val":
-            self._val_ood_scores.append(ood.all_scores(logits))
+            logits = self._validation_logits(images)
+        else:
+            logits = self._test_time_logits(images) if stage == "test" else self(images)
         loss = F.cross_entropy(logits, labels)
         metric = self.val_acc if stage == "val" else self.test_acc
         metric(logits, labels)
@@ -218,16 +222,31 @@ class ImageClassifier(L.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._evaluate(batch, "val")
 
+    def _validation_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The logits of a validation batch, kept with the features entering the linear head."""
+        head = ood.linear_head(self.model)
+        features: list[torch.Tensor] = []
+        points = {"head": (head, True)} if head is not None else {}
+        with module_hooks(points, lambda _, tensor: features.append(tensor.float())):
+            logits = self(images)
+        self._val_logits.append(logits.detach().float())
+        self._val_features.extend(features)
+        return logits
+
     def on_validation_epoch_start(self) -> None:
-        self._val_ood_scores = []
+        self._val_logits, self._val_features = [], []
 
     def on_validation_epoch_end(self) -> None:
-        """Calibrate the out-of-distribution thresholds on this pass's validation images (every
+        """Calibrate the out-of-distribution score on this pass's validation images (every
         process's, under DDP); the sanity check's few batches calibrate nothing."""
-        scores = gather_rows(self, torch.cat(self._val_ood_scores)) if self._val_ood_scores else None
-        self._val_ood_scores = []
-        if scores is not None and len(scores) and not self.trainer.sanity_checking:
-            self.ood_calibration = ood.calibrate(scores.cpu(), step=self.global_step)
+        logits = gather_rows(self, torch.cat(self._val_logits)) if self._val_logits else None
+        features = gather_rows(self, torch.cat(self._val_features)) if self._val_features else None
+        self._val_logits, self._val_features = [], []
+        if logits is None or not len(logits) or self.trainer.sanity_checking:
+            return
+        head = ood.linear_head(self.model)
+        with torch.autocast(logits.device.type, enabled=False):  # the head in fp32, as predictions run it
+            self.ood_calibration = ood.calibrate(logits, features, head, step=self.global_step)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._evaluate(batch, "test")
