@@ -43,6 +43,7 @@ from layerscope.data.shapes import ShapesSource
 from layerscope.data.torchvision_sets import IdxSource
 from layerscope.errors import UserError
 from layerscope.inference.loading import Classifier, load_classifier
+from layerscope.models.layers import module_hooks
 from layerscope.training.hardware import machine_line
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,7 +131,7 @@ def measure(clf: Classifier, inside: torch.Tensor, others: dict[str, torch.Tenso
     """Per score and other set: AUROC and FPR95; for the stored threshold, what it keeps and lets through."""
     assert clf.calibration is not None
     known = scores(clf, inside)
-    results: dict = {"test images": len(inside), "scores": {}, "calibrated": {}}
+    results: dict = {"test images": len(inside), "clip": clf.calibration.clip, "scores": {}, "calibrated": {}}
     other_scores = {name: scores(clf, images) for name, images in others.items()}
     for column, name in enumerate(SCORE_NAMES):
         at_95 = torch.quantile(known[:, column].double(), 0.95).item()
@@ -152,6 +153,20 @@ def measure(clf: Classifier, inside: torch.Tensor, others: dict[str, torch.Tenso
                for other, values in other_scores.items()},
         }
     return results
+
+
+@torch.no_grad()
+def head_inputs(clf: Classifier, images: torch.Tensor) -> dict[str, float]:
+    """Means over ``images`` of the largest logit, and of the norm and largest value of the features
+    entering the last layer: what ReAct's clip acts on."""
+    head = ood.linear_head(clf.model)
+    assert head is not None
+    features: list[torch.Tensor] = []
+    with module_hooks({"head": (head, True)}, lambda _, tensor: features.append(tensor.float())):
+        logits = clf.model(clf.to_batch(as_input(images, clf.in_channels, clf.image_size)))
+    kept = torch.cat(features)
+    return {"largest logit": logits.amax(1).mean().item(), "feature norm": kept.norm(dim=1).mean().item(),
+            "largest feature": kept.amax(1).mean().item()}
 
 
 def first_tries(clf: Classifier) -> dict[str, dict]:
@@ -186,6 +201,9 @@ def print_tables(name: str, results: dict) -> None:
     for score, row in results["calibrated"].items():
         print(f"  {score:12s} " + ", ".join(f"{k} {v:.4g}" if k == "threshold" else f"{k} {v:.1%}"
                                            for k, v in row.items()))
+    print(f"  clip level {results['clip']:.4g}")
+    for name, row in results.get("head inputs", {}).items():
+        print(f"  {name}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items()))
     for case, row in results.get("first tries", {}).items():
         print(f"  {case}: {row}")
 
@@ -210,6 +228,10 @@ def main() -> None:
         "solid colours": solid_colours(n, args.seed), "noise": noise(n, args.seed),
     })
     report["checkpoints"]["shapes"]["first tries"] = first_tries(shapes)
+    report["checkpoints"]["shapes"]["head inputs"] = {
+        "test images": head_inputs(shapes, shapes_test),
+        "solid colours": head_inputs(shapes, solid_colours(n, args.seed)),
+    }
     fashion = load_classifier(calibrated_copy(args.fashion, "fashion_mnist"))
     report["checkpoints"]["fashion_mnist"] = measure(fashion, fashion_test, {
         digits_name: digit_images, "shapes": shapes_test,
