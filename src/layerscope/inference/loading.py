@@ -177,12 +177,13 @@ def load_classifier(
     that one line instead (the command-line apps print it).
     """
     checkpoint = read_checkpoint(path)
+    model = checkpoint.model()  # first: a checkpoint refused for what it names gets no note besides
     calibration, why_not = checkpoint.ood_calibration()
     if why_not is not None and say is not None:
         say(why_not)
     elif why_not is not None:
         warnings.warn(why_not, UncalibratedCheckpoint, stacklevel=2)
-    return Classifier(checkpoint.model(), checkpoint.data_info, choose_device(device), calibration)
+    return Classifier(model, checkpoint.data_info, choose_device(device), calibration)
 
 
 def image_files(root: Path) -> list[Path]:
