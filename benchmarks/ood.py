@@ -43,7 +43,6 @@ from layerscope.data.shapes import ShapesSource
 from layerscope.data.torchvision_sets import IdxSource
 from layerscope.errors import UserError
 from layerscope.inference.loading import Classifier, load_classifier
-from layerscope.models.layers import module_hooks
 from layerscope.training.hardware import machine_line
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,8 +160,7 @@ def head_inputs(clf: Classifier, images: torch.Tensor) -> dict[str, float]:
     entering the last layer: what ReAct's clip acts on."""
     head = ood.linear_head(clf.model)
     assert head is not None
-    features: list[torch.Tensor] = []
-    with module_hooks({"head": (head, True)}, lambda _, tensor: features.append(tensor.float())):
+    with ood.head_inputs(head) as features:
         logits = clf.model(clf.to_batch(as_input(images, clf.in_channels, clf.image_size)))
     kept = torch.cat(features)
     return {"largest logit": logits.amax(1).mean().item(), "feature norm": kept.norm(dim=1).mean().item(),

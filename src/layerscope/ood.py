@@ -27,14 +27,15 @@ its training images passes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from layerscope.models.layers import named_layers
+from layerscope.models.layers import module_hooks, named_layers
 
 KEPT = 0.95  # the share of validation images the threshold calls in-distribution
 CLIP_PERCENTILE = 0.90  # ReAct's clip level: this quantile of the validation features (the paper's 90 %)
@@ -70,6 +71,15 @@ def linear_head(model: nn.Module) -> nn.Linear | None:
         return None
     last = layers[-1][1] if layers else None
     return last if isinstance(last, nn.Linear) else None
+
+
+@contextmanager
+def head_inputs(head: nn.Linear | None) -> Iterator[list[torch.Tensor]]:
+    """The fp32 features entering ``head`` on each forward pass inside the block (none for None)."""
+    features: list[torch.Tensor] = []
+    points = {"head": (head, True)} if head is not None else {}
+    with module_hooks(points, lambda _, tensor: features.append(tensor.float())):
+        yield features
 
 
 def clip_level(features: torch.Tensor) -> float:
@@ -119,14 +129,13 @@ class Calibration:
         if not isinstance(saved, Mapping):
             return None
         thresholds, clip = saved.get("thresholds"), saved.get("clip")
-        if not isinstance(thresholds, Mapping) or not all(
-            isinstance(thresholds.get(name), float) for name in LOGIT_SCORES
-        ) or not (clip is None or isinstance(clip, float)) or (clip is not None) != (REACT in thresholds):
+        if not isinstance(thresholds, Mapping) or not set(LOGIT_SCORES) <= set(thresholds) \
+                or not all(isinstance(value, float) for value in thresholds.values()):
+            return None
+        if not (clip is None or isinstance(clip, float)) or (clip is not None) != (REACT in thresholds):
             return None
         kept, images, step = saved.get("kept"), saved.get("images"), saved.get("step")
         if not isinstance(kept, float) or not isinstance(images, int) or not isinstance(step, int):
-            return None
-        if not all(isinstance(value, float) for value in thresholds.values()):
             return None
         return cls(dict(thresholds), clip, kept, images, step)
 

@@ -21,7 +21,7 @@ from layerscope.checkpoint import read_checkpoint, upgraded_data_info
 from layerscope.data.augment import normalise
 from layerscope.data.image_files import load_image
 from layerscope.errors import UserError
-from layerscope.models.layers import layer_hooks, module_hooks, named_layers
+from layerscope.models.layers import layer_hooks, named_layers
 
 ImageLike = str | Path | torch.Tensor
 
@@ -135,9 +135,8 @@ class Classifier:
             batch = batch.contiguous(memory_format=torch.channels_last)
         head = ood.linear_head(self.model)
         clip = self.calibration.clip if self.calibration else None
-        features: list[torch.Tensor] = []
-        points = {"head": (head, True)} if head is not None and clip is not None else {}
-        with module_hooks(points, lambda _, tensor: features.append(tensor.float())), \
+        # The features are kept only where a clip level makes a ReAct score of them.
+        with ood.head_inputs(head if clip is not None else None) as features, \
                 torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
             logits = torch.cat([self.model(batch[i : i + batch_size])
                                 for i in range(0, len(batch), batch_size)])

@@ -15,7 +15,6 @@ from layerscope.checkpoint import Checkpoint, stamp
 from layerscope.data.augment import shift
 from layerscope.errors import check_int
 from layerscope.models import build_model
-from layerscope.models.layers import module_hooks
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -194,10 +193,7 @@ class ImageClassifier(L.LightningModule):
         images, labels = batch
         # Test-time augmentation on the test split only: validation passes feed the insight views,
         # which expect one forward pass per batch.
-        if stage == "val":
-            logits = self._validation_logits(images)
-        else:
-            logits = self._test_time_logits(images) if stage == "test" else self(images)
+        logits = self._validation_logits(images) if stage == "val" else self._test_time_logits(images)
         loss = F.cross_entropy(logits, labels)
         metric = self.val_acc if stage == "val" else self.test_acc
         metric(logits, labels)
@@ -224,10 +220,7 @@ class ImageClassifier(L.LightningModule):
 
     def _validation_logits(self, images: torch.Tensor) -> torch.Tensor:
         """The logits of a validation batch, kept with the features entering the linear head."""
-        head = ood.linear_head(self.model)
-        features: list[torch.Tensor] = []
-        points = {"head": (head, True)} if head is not None else {}
-        with module_hooks(points, lambda _, tensor: features.append(tensor.float())):
+        with ood.head_inputs(ood.linear_head(self.model)) as features:
             logits = self(images)
         self._val_logits.append(logits.detach().float())
         self._val_features.extend(features)
