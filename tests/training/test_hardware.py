@@ -39,6 +39,12 @@ def test_the_processor_is_named_with_its_bf16_units(cpuinfo: Path, monkeypatch: 
     assert hardware.machine_line() == "AMD EPYC, 2 cores (AVX-512, AVX512-BF16)"
 
 
+def test_a_processor_with_avx2_only_says_so(cpuinfo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cpuinfo.write_text(EPYC.replace(" avx512f avx512_bf16 avx512_vnni", ""))
+    monkeypatch.setattr(hardware.os, "cpu_count", lambda: 2)
+    assert hardware.machine_line() == "AMD EPYC, 2 cores (AVX2 only: no AVX-512, no bf16 units)"
+
+
 def test_without_cpuinfo_the_architecture_names_it(cpuinfo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hardware.platform, "processor", lambda: "")
     monkeypatch.setattr(hardware.platform, "machine", lambda: "arm64")

@@ -44,4 +44,6 @@ def machine_line() -> str:
     flags = cpu_flags()
     units = [name for flag, name in (("avx512f", "AVX-512"), ("avx512_bf16", "AVX512-BF16"),
                                      ("amx_bf16", "AMX")) if flag in flags]
+    if not units and "avx2" in flags:  # most laptop processors: say so, figures differ by 2x or more
+        units = ["AVX2 only: no AVX-512, no bf16 units"]
     return f"{cpu_name()}, {os.cpu_count()} cores" + (f" ({', '.join(units)})" if units else "")
