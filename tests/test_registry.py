@@ -13,6 +13,7 @@ import layerscope.models  # noqa: F401 - registers every model
 from layerscope.data.datamodule import ImageDataModule
 from layerscope.registry import DATA, MODELS, Registry
 from tests.conftest import CONF, REPO
+from tests.manual_text import group_table_rows
 
 REGISTRIES = {"model": MODELS, "data": DATA}
 
@@ -77,8 +78,8 @@ def test_the_option_lists_users_read_name_every_registered_option(group: str) ->
     comment = re.search(rf"^  - {group}: \w+ +# [^:]+: (.+)$", train_yaml, re.MULTILINE)
     assert comment is not None and set(comment.group(1).split(" | ")) == options
     group_table = (REPO / "docs" / "training.md").read_text()  # the manual's table of config groups
-    row = re.search(rf"^\| `{group}=` \| (.+?) \|", group_table, re.MULTILINE)
-    assert row is not None and set(re.findall(r"`(\w+)`", row.group(1))) == options
+    rows = {name: set(listed) for _, name, listed in group_table_rows(group_table)}
+    assert rows.get(group) == options
     if group == "model":  # the quoted error of a misspelt option lists them as the command does
         readme = (REPO / "README.md").read_text()
         assert f"is not an option: choose one of {', '.join(sorted(options))}\n" in readme
