@@ -35,6 +35,11 @@ def float_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: t for name, t in model.state_dict(keep_vars=True).items() if t.is_floating_point()}
 
 
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of :func:`float_state`, detached from the model."""
+    return {name: t.detach().clone() for name, t in float_state(model).items()}
+
+
 class EvalEMA(L.Callback):
     """An exponential moving average of ``pl_module.model``'s weights for evaluation.
 
@@ -50,7 +55,7 @@ class EvalEMA(L.Callback):
         self._training_state: dict[str, torch.Tensor] = {}
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.average = {name: t.detach().clone() for name, t in float_state(pl_module.model).items()}
+        self.average = snapshot(pl_module.model)
 
     @torch.no_grad()
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
@@ -66,7 +71,7 @@ class EvalEMA(L.Callback):
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == "fit":
-            self._training_state = {n: t.detach().clone() for n, t in float_state(pl_module.model).items()}
+            self._training_state = snapshot(pl_module.model)
             self._load(pl_module, self.average)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -93,7 +98,7 @@ class Lookahead(L.Callback):
         self.slow: dict[str, torch.Tensor] = {}
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.slow = {name: t.detach().clone() for name, t in float_state(pl_module.model).items()}
+        self.slow = snapshot(pl_module.model)
         if self.bn_momentum is not None:
             for module in pl_module.model.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
